@@ -1,0 +1,49 @@
+# Regenerates every table and figure: each notebook runs through papermill at the size chosen by
+# the config file (default config/small.yaml; see README). Notebooks are parameterised, not
+# rewritten: the config's per-notebook dict is passed as papermill parameters.
+import json
+import shlex
+import sys
+from pathlib import Path
+
+configfile: "config/small.yaml"
+
+PYTHON = shlex.quote(sys.executable)  # the venv that runs snakemake runs the notebooks
+SIZE = config["size"]
+NOTEBOOKS = list(config["notebooks"])
+# Library files are inputs so that an edit to dehazelab/ reruns the notebooks it may affect.
+LIB = sorted(str(p) for p in Path("dehazelab").rglob("*") if p.suffix in {".py", ".json"})
+
+wildcard_constraints:
+    nb=r"[0-9]{2}_[a-z0-9_]+",
+    size=r"smoke|small|full",
+
+
+rule all:
+    input:
+        expand("results/{size}/{nb}/metrics.json", size=SIZE, nb=NOTEBOOKS),
+
+
+def papermill_params(wildcards):
+    params = dict(config["notebooks"].get(wildcards.nb) or {})
+    params["size"] = wildcards.size
+    params["out_dir"] = f"{wildcards.size}/{wildcards.nb}"
+    return json.dumps(params, sort_keys=True)
+
+
+rule notebook:
+    input:
+        nb="notebooks/{nb}.ipynb",
+        lib=LIB,
+    output:
+        nb="results/{size}/{nb}/{nb}.ipynb",
+        metrics="results/{size}/{nb}/metrics.json",
+    params:
+        p=papermill_params,
+        threads=config.get("threads", 1),
+    log:
+        "logs/{size}/{nb}.log",
+    shell:
+        'DEHAZELAB_RESULTS="$PWD/results" TQDM_DISABLE=1 '
+        + PYTHON + " -m papermill {input.nb:q} {output.nb:q} -k python3 -l python --no-progress-bar "
+        "-y {params.p:q} -p threads {params.threads} > {log:q} 2>&1"

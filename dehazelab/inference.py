@@ -1,0 +1,71 @@
+"""Run a registered model on images: load (name, weights) -> module, numpy image -> numpy image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import models as registry
+
+
+def load_model(name: str, weights: str | Path | None = None, device=None):
+    """Build ``name`` from the registry; with ``weights`` load a checkpoint (``weights_only=True``).
+
+    A checkpoint written by the trainers records the constructor arguments, so ``weights`` alone
+    rebuilds the network; a bare state dict is accepted too (then the registry defaults are used).
+    """
+    import torch
+
+    entry = registry.MODELS.get(name)
+    if entry is None:
+        raise SystemExit(f"unknown model {name!r}; known: {', '.join(sorted(registry.MODELS))}")
+    kwargs: dict = {}
+    state = None
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise SystemExit(f"{path}: weights file not found")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt / not a torch file / unsafe pickle
+            raise SystemExit(f"{path}: cannot be read as a weights-only torch checkpoint ({exc})") from None
+        if isinstance(ckpt, dict) and "model_state" in ckpt:
+            spec = ckpt.get("model_spec") or {}
+            if spec.get("model") not in (None, name):
+                raise SystemExit(f"{path}: checkpoint is for model {spec.get('model')!r}, not {name!r}")
+            kwargs = dict(spec.get("kwargs") or {})
+            state = ckpt["model_state"]
+        elif isinstance(ckpt, dict):
+            state = ckpt
+        else:
+            raise SystemExit(f"{path}: not a checkpoint dict")
+    elif entry.needs_weights:
+        raise SystemExit(f"model {name!r} needs --weights (e.g. results/small/.../{name}_small.pt)")
+    model = entry.build(**kwargs)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise SystemExit(f"{weights}: weights do not fit model {name!r}: {exc}") from None
+    device = device or _default_device()
+    return model.to(device).eval()
+
+
+def _default_device():
+    from .repro import pick_device
+
+    return pick_device("auto")
+
+
+def dehaze_array(model, img: np.ndarray) -> np.ndarray:
+    """Dehaze one HxWx3 float image in [0,1] with a model from :func:`load_model`."""
+    import torch
+
+    device = next((p.device for p in model.parameters()), None) or next(
+        (b.device for b in model.buffers()), torch.device("cpu")
+    )
+    x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(device)
+    with torch.no_grad():
+        y = model(x)
+    return y[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float32)

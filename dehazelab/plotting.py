@@ -1,0 +1,74 @@
+"""Figure style and saving: one place, so restyling never touches the notebooks' compute."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def setup() -> None:
+    """Apply the workbook's style once (seaborn theme, then rcParams that keep PNGs byte-stable)."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid")
+    mpl.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 120,
+            "savefig.bbox": "tight",
+            "image.interpolation": "nearest",
+            "svg.hashsalt": "dehazelab",
+        }
+    )
+
+
+def savefig(fig, path: str | os.PathLike) -> Path:
+    """Save a figure atomically as PNG (tmp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", metadata={"Software": None})
+    os.replace(tmp, path)
+    return path
+
+
+def to_display(img) -> np.ndarray:
+    """A numpy HxWx3 image in [0,1] from a numpy array or a (1x)3xHxW tensor."""
+    if hasattr(img, "detach"):
+        img = img.detach().cpu()
+        if img.ndim == 4:
+            img = img[0]
+        img = img.permute(1, 2, 0).numpy()
+    img = np.asarray(img, dtype=np.float32)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    return np.clip(img, 0.0, 1.0)
+
+
+def image_grid(rows, row_titles=None, col_titles=None, cell: float = 2.4, cmap=None):
+    """Show a list of rows of images (numpy/tensors; 2-D arrays are drawn with ``cmap``)."""
+    import matplotlib.pyplot as plt
+
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows * 0.8), squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n_cols):
+            ax = axes[i, j]
+            ax.axis("off")
+            if j >= len(row) or row[j] is None:
+                continue
+            img = row[j]
+            if hasattr(img, "ndim") and img.ndim == 2:
+                ax.imshow(np.asarray(img), cmap=cmap or "viridis")
+            else:
+                ax.imshow(to_display(img))
+            if col_titles and i == 0 and j < len(col_titles):
+                ax.set_title(col_titles[j], fontsize=9)
+        if row_titles:
+            axes[i, 0].text(-0.04, 0.5, row_titles[i], transform=axes[i, 0].transAxes, rotation=90,
+                            ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig

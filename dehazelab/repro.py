@@ -1,0 +1,48 @@
+"""Seeds, thread counts and device choice: every run calls :func:`seed_everything` first."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+
+
+def seed_everything(seed: int, threads: int | None = None, deterministic: bool = True):
+    """Seed python, numpy and torch; fix the torch thread count; return a seeded ``torch.Generator``.
+
+    CPU results are bitwise repeatable only at a fixed thread count, so ``threads`` is part of every
+    recorded config. ``deterministic`` turns on ``torch.use_deterministic_algorithms`` (warn-only, so
+    an op without a deterministic kernel warns instead of failing a long run).
+    """
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def seed_worker(worker_id: int) -> None:  # pragma: no cover - used by DataLoader workers
+    import torch
+
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def pick_device(prefer: str = "auto"):
+    """``"auto"`` picks CUDA when present, else CPU; never requires a GPU."""
+    import torch
+
+    if prefer == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(prefer)
