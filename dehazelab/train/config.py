@@ -1,0 +1,165 @@
+"""The configuration of a paired (hazy → clear) training run.
+
+Defaults follow the AECR-Net recipe as far as it is known (methods.md §1.6/§1.12): Adam with
+lr 2e-4 (the paper; the official ``option.py`` defaults to 1e-4), betas (0.9, 0.999), per-step
+cosine decay, flips + 90° rotations. Crop size and batch size have no default on purpose: they are
+the first thing a CPU teaching run changes (the paper uses crop 240, batch 16).
+
+``crop`` and ``augment`` describe the *dataset* the caller builds (the dataset crops and augments;
+the trainer only records them so the run's config is complete).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["PairedTrainConfig", "BOOKKEEPING_FIELDS"]
+
+#: Fields that change what is logged/saved but not the trained weights. A run may be resumed with
+#: different values of these; every other field must match the checkpoint's.
+BOOKKEEPING_FIELDS: tuple[str, ...] = ("eval_every", "log_every", "ckpt_every", "snapshot_every", "keep_snapshots")
+
+
+@dataclasses.dataclass
+class PairedTrainConfig:
+    """Everything that determines a paired training run (apart from model, loss and data).
+
+    Attributes
+    ----------
+    steps: total optimiser steps T.
+    batch_size: images per step.
+    crop: training crop side in pixels (applied by the dataset).
+    lr: initial learning rate lr₀ of Adam.
+    betas: Adam betas.
+    cosine: per-step cosine decay ``lr_t = ½(1 + cos(π t / T))·lr₀`` for the update with
+        ``t = 0 … T-1`` completed steps before it (the first update uses lr₀). The official
+        AECR-Net/FFA-Net script evaluates the same formula at ``t = 1 … T``, so its last update has
+        lr 0; ours ends at ``½(1+cos(π(T-1)/T))·lr₀ > 0``. ``False`` keeps lr₀ constant.
+    eval_every: evaluate on the test set every this many steps (and always after the last
+        step); ``0`` evaluates only at the end.
+    seed: seeds python/numpy/torch and the data order.
+    threads: torch CPU threads (CPU results are bitwise repeatable only at a fixed count);
+        ``None`` leaves torch's current setting (the resolved value is recorded in config.json).
+    device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+    augment: random flips + 90° rotations (applied by the dataset).
+    num_workers: DataLoader workers. Resuming is bit-exact only with 0 (random augmentation in
+        worker processes continues from per-epoch worker seeds, not from the saved RNG state).
+    grad_clip: clip the global gradient L2 norm to this value (``None``: no clipping). The
+        history's ``grad_norm`` is the norm before clipping.
+    log_every: write one history row per this many steps (loss parts averaged over the window).
+    ckpt_every: save ``last.pt`` every this many steps (and at the end). ``None`` → at every
+        evaluation.
+    snapshot_every: additionally keep numbered ``step_XXXXXXXX.pt`` snapshots every this many
+        steps (``None``: none), of which the newest ``keep_snapshots`` are kept.
+    """
+
+    steps: int
+    batch_size: int
+    crop: int
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    cosine: bool = True
+    eval_every: int = 0
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    augment: bool = True
+    num_workers: int = 0
+    grad_clip: float | None = None
+    log_every: int = 10
+    ckpt_every: int | None = None
+    snapshot_every: int | None = None
+    keep_snapshots: int = 3
+
+    def __post_init__(self) -> None:
+        def _int(name: str, minimum: int, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            if isinstance(v, bool) or not isinstance(v, int):
+                if isinstance(v, float) and v.is_integer():
+                    v = int(v)
+                    setattr(self, name, v)
+                else:
+                    raise TypeError(f"PairedTrainConfig.{name} must be an int, got {v!r}")
+            if v < minimum:
+                raise ValueError(f"PairedTrainConfig.{name} must be >= {minimum}, got {v}")
+
+        _int("steps", 1)
+        _int("batch_size", 1)
+        _int("crop", 1)
+        _int("eval_every", 0)
+        _int("seed", 0)
+        _int("threads", 1, optional=True)
+        _int("num_workers", 0)
+        _int("log_every", 1)
+        _int("ckpt_every", 1, optional=True)
+        _int("snapshot_every", 1, optional=True)
+        _int("keep_snapshots", 1)
+        self.lr = float(self.lr)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"PairedTrainConfig.lr must be a positive number, got {self.lr}")
+        betas = tuple(float(b) for b in self.betas)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"PairedTrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        self.betas = betas  # type: ignore[assignment]
+        if self.grad_clip is not None:
+            self.grad_clip = float(self.grad_clip)
+            if not self.grad_clip > 0:
+                raise ValueError(f"PairedTrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
+        for name in ("cosine", "augment"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"PairedTrainConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise TypeError(f"PairedTrainConfig.device must be a non-empty string, got {self.device!r}")
+
+    # -- (de)serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python dict (betas as a list), JSON- and ``weights_only``-checkpoint-safe."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PairedTrainConfig":
+        """Build a config from a mapping; unknown keys are an error (a typo must not be ignored)."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"PairedTrainConfig.from_dict expects a mapping, got {type(d).__name__}")
+        known = set(cls.field_names())
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown PairedTrainConfig key(s) {unknown}; valid keys are {sorted(known)}"
+            )
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ValueError(f"PairedTrainConfig.from_dict: missing required key(s) {missing}")
+        return cls(**dict(d))
+
+    def replace(self, **changes: Any) -> "PairedTrainConfig":
+        """A copy with some fields changed (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+    def config_hash(self, exclude: Iterable[str] = ()) -> str:
+        """Short stable hash (12 hex chars of SHA-256 over the sorted-key JSON of :meth:`to_dict`).
+
+        ``exclude`` drops fields first, e.g. ``BOOKKEEPING_FIELDS`` for "same weights" identity.
+        """
+        d = self.to_dict()
+        for k in exclude:
+            if k not in d:
+                raise KeyError(f"config_hash: {k!r} is not a PairedTrainConfig field")
+            d.pop(k)
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
