@@ -2,11 +2,16 @@
 # the config file (default config/small.yaml; see README). Notebooks are parameterised, not
 # rewritten: the config's per-notebook dict is passed as papermill parameters.
 import json
+from snakemake.exceptions import WorkflowError
 import shlex
 import sys
 from pathlib import Path
 
-configfile: "config/small.yaml"
+# The size comes from a config file: profiles/default sets config/small.yaml; pass
+# `--configfile config/smoke.yaml` (or the full profile) to choose another. A config file given on
+# the command line replaces the profile's, so no values of one size leak into another.
+if not config:
+    raise WorkflowError("no config: run with the default profile or --configfile config/<size>.yaml")
 
 PYTHON = shlex.quote(sys.executable)  # the venv that runs snakemake runs the notebooks
 SIZE = config["size"]
