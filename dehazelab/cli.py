@@ -44,16 +44,17 @@ def cmd_dehaze(args) -> int:
     from .data.images import read_image, write_image
     from .inference import dehaze_array, load_model
 
+    model = load_model(args.model, args.weights)
     files = _collect_inputs(args.inputs)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     in_resolved = {f.resolve() for f in files}
-    model = load_model(args.model, args.weights)
+    clash = [f for f in files if (out / f"{f.stem}_{args.model}.png").resolve() in in_resolved]
+    if clash:
+        raise SystemExit(f"{out / (clash[0].stem + '_' + args.model + '.png')}: refusing to overwrite an input image")
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     for f in _progress(files, f"dehaze ({args.model})"):
         target = out / f"{f.stem}_{args.model}.png"
-        if target.resolve() in in_resolved:
-            raise SystemExit(f"{target}: refusing to overwrite an input image")
         write_image(target, dehaze_array(model, read_image(f)))
         written.append(target)
     print(f"wrote {len(written)} image(s) to {out}", file=sys.stderr)

@@ -1,0 +1,175 @@
+"""The command line as a user runs it: ``python -m dehazelab ...`` in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dehazelab import metrics, paths
+from dehazelab.data import haze
+from dehazelab.data.images import read_image
+from dehazelab.models.dcp import dehaze_dcp
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "dehazelab", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def _scene(seed, h=48, w=64):
+    rng = np.random.default_rng(seed)
+    # saturated colour blocks: a dark channel near 0, as DCP assumes
+    J = np.zeros((h, w, 3), np.float32)
+    for y in range(0, h, 16):
+        for x in range(0, w, 16):
+            J[y : y + 16, x : x + 16, rng.integers(3)] = rng.uniform(0.5, 1.0)
+    depth = np.tile(np.linspace(0.2, 1.0, w, dtype=np.float32), (h, 1))
+    return J, depth
+
+
+def _save(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)).save(path)
+
+
+@pytest.fixture()
+def sots_folder(tmp_path):
+    root = tmp_path / "mysots"
+    for scene in (7, 8):
+        J, d = _scene(scene)
+        _save(root / "gt" / f"{scene}.png", J)
+        for level in (1, 2):
+            I, _ = haze.synthesize(J, d, beta=0.8 * level, A=0.9)
+            _save(root / "hazy" / f"{scene}_{level}.png", I)
+    return root
+
+
+@pytest.fixture()
+def nh_folder(tmp_path):
+    root = tmp_path / "mynh"
+    for i in (1, 2):
+        J, d = _scene(10 + i)
+        I, _ = haze.synthesize(J, d, beta=1.0, A=0.8)
+        _save(root / f"{i:02d}_GT.png", J)
+        _save(root / f"{i:02d}_hazy.png", I)
+    return root
+
+
+def _independent_means(pairs):
+    ps, ss = [], []
+    for hz, gt in pairs:
+        J, _, _ = dehaze_dcp(read_image(hz))
+        g = read_image(gt)
+        ps.append(metrics.psnr(J, g))
+        ss.append(metrics.ssim(J, g))
+    return float(np.mean(ps)), float(np.mean(ss))
+
+
+def test_evaluate_json_on_sots_layout(sots_folder, tmp_path):
+    csv = tmp_path / "per_image.csv"
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--json", "--csv", csv)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["n"] == 4 and out["layout"] == "sots"
+    pairs = [(sots_folder / "hazy" / f"{s}_{l}.png", sots_folder / "gt" / f"{s}.png") for s in (7, 8) for l in (1, 2)]
+    p, s = _independent_means(pairs)
+    assert out["psnr"] == pytest.approx(p, abs=1e-6) and out["ssim"] == pytest.approx(s, abs=1e-6)
+    assert out["psnr"] > out["psnr_hazy"]
+    rows = csv.read_text().strip().splitlines()
+    assert len(rows) == 1 + 4 and rows[0].startswith("hazy,clear,scene,level,psnr,ssim")
+
+
+def test_evaluate_json_on_nh_layout(nh_folder, tmp_path):
+    r = run_cli("evaluate", "--model", "dcp", "--data", nh_folder, "--json", "--csv", tmp_path / "x.csv")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["n"] == 2 and out["layout"] == "nh-haze"
+    p, s = _independent_means([(nh_folder / f"{i:02d}_hazy.png", nh_folder / f"{i:02d}_GT.png") for i in (1, 2)])
+    assert out["psnr"] == pytest.approx(p, abs=1e-6)
+
+
+def test_evaluate_bad_folder_names_the_file(sots_folder, tmp_path):
+    (sots_folder / "gt" / "8.png").unlink()  # hazy 8_* now has no GT
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--json", "--csv", tmp_path / "x.csv")
+    assert r.returncode == 2
+    assert "8_1.png" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evaluate_empty_folder(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_cli("evaluate", "--model", "dcp", "--data", empty)
+    assert r.returncode == 2 and "empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dehaze_files_and_folders(sots_folder, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("dehaze", sots_folder / "hazy", sots_folder / "gt" / "7.png", "--model", "dcp", "--out", out)
+    assert r.returncode == 0, r.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["7_1_dcp.png", "7_2_dcp.png", "7_dcp.png", "8_1_dcp.png", "8_2_dcp.png"]
+    J, _, _ = dehaze_dcp(read_image(sots_folder / "hazy" / "7_1.png"))
+    got = read_image(out / "7_1_dcp.png")
+    assert np.abs(got - J).max() <= 1 / 255 + 1e-6
+
+
+def test_dehaze_refuses_to_overwrite_inputs(tmp_path):
+    J, _ = _scene(1)
+    _save(tmp_path / "a.png", J)
+    _save(tmp_path / "a_dcp.png", J)  # dehazing a.png into the same folder would overwrite this input
+    before = (tmp_path / "a_dcp.png").read_bytes()
+    r = run_cli("dehaze", tmp_path, "--model", "dcp", "--out", tmp_path)
+    assert r.returncode != 0 and "refusing to overwrite" in r.stderr and "a_dcp.png" in r.stderr
+    assert (tmp_path / "a_dcp.png").read_bytes() == before
+    assert not (tmp_path / "a_dcp_dcp.png").exists()  # nothing written before the refusal
+
+
+def test_dehaze_missing_input(tmp_path):
+    r = run_cli("dehaze", tmp_path / "nothere.png", "--model", "dcp", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "nothere.png" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dehaze_bad_image_named(tmp_path):
+    bad = tmp_path / "in" / "broken.png"
+    bad.parent.mkdir()
+    bad.write_text("not an image")
+    r = run_cli("dehaze", bad, "--model", "dcp", "--out", tmp_path / "out")
+    assert r.returncode == 2 and "broken.png" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_model(tmp_path):
+    r = run_cli("dehaze", tmp_path, "--model", "nope", "--out", tmp_path / "o")
+    assert r.returncode != 0 and "unknown model" in r.stderr
+
+
+def test_models_lists_registry():
+    r = run_cli("models")
+    assert r.returncode == 0 and "dcp" in r.stdout
+
+
+def test_verify_real_data():
+    root = paths.data_root()
+    if root is None or not (root / "sots-indoor").is_dir():
+        pytest.skip("no benchmark data")
+    r = run_cli("verify", root)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_verify_reports_mismatch(tmp_path):
+    root = paths.data_root()
+    if root is None or not (root / "nh-haze").is_dir():
+        pytest.skip("no benchmark data")
+    import shutil
+
+    shutil.copytree(root, tmp_path / "copy")
+    f = tmp_path / "copy" / "nh-haze" / "51_GT.png"
+    data = bytearray(f.read_bytes())
+    data[-100] ^= 0xFF
+    f.write_bytes(bytes(data))
+    r = run_cli("verify", tmp_path / "copy")
+    assert r.returncode == 1 and "51_GT.png" in (r.stdout + r.stderr)
