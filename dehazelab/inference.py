@@ -30,12 +30,12 @@ def load_model(name: str, weights: str | Path | None = None, device=None):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt / not a torch file / unsafe pickle
             raise SystemExit(f"{path}: cannot be read as a weights-only torch checkpoint ({exc})") from None
-        if isinstance(ckpt, dict) and "model_state" in ckpt:
+        if isinstance(ckpt, dict) and "model_spec" in ckpt and "model" in ckpt:
             spec = ckpt.get("model_spec") or {}
             if spec.get("model") not in (None, name):
                 raise SystemExit(f"{path}: checkpoint is for model {spec.get('model')!r}, not {name!r}")
             kwargs = dict(spec.get("kwargs") or {})
-            state = ckpt["model_state"]
+            state = ckpt["model"]
         elif isinstance(ckpt, dict):
             state = ckpt
         else:
@@ -50,6 +50,20 @@ def load_model(name: str, weights: str | Path | None = None, device=None):
             raise SystemExit(f"{weights}: weights do not fit model {name!r}: {exc}") from None
     device = device or _default_device()
     return model.to(device).eval()
+
+
+def export_weights(model, model_spec: dict, path) -> Path:
+    """Write a small inference checkpoint (weights + constructor record, no optimiser state).
+
+    ``python -m dehazelab dehaze --model NAME --weights PATH`` rebuilds the model from it alone.
+    """
+    from .io import save_torch
+    from .train.checkpoint import check_plain, validate_model_spec
+
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    ckpt = {"format": "dehazelab-weights-1", "model": state, "model_spec": validate_model_spec(model_spec)}
+    check_plain(ckpt, "weights")
+    return save_torch(ckpt, Path(path))
 
 
 def _default_device():

@@ -25,8 +25,29 @@ def _dcp(**kw):
     return DCP(**kw)
 
 
+def _aecrnet(**kw):
+    from .aecrnet import AECRNet
+
+    return AECRNet(**kw)
+
+
+def _aodnet(**kw):
+    from .aodnet import AODNet
+
+    return AODNet(**kw)
+
+
+def _iicl(**kw):
+    from .iicl import build_iicl
+
+    return build_iicl(**kw)
+
+
 MODELS: dict[str, ModelEntry] = {
     "dcp": ModelEntry(_dcp, "He et al., CVPR'09 / TPAMI'11", False, "dark channel prior (no training)"),
+    "aodnet": ModelEntry(_aodnet, "Li et al., ICCV'17", True, "AOD-Net, 1,761 parameters"),
+    "aecrnet": ModelEntry(_aecrnet, "Wu et al., CVPR'21", True, "AECR-Net autoencoder (FA blocks, DFE, mixup)"),
+    "iicl": ModelEntry(_iicl, "Xu et al., ICASSP'23 (reconstruction)", True, "IICL: PRM (ASM inversion) -> ARM backbone"),
 }
 
 
