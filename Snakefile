@@ -45,10 +45,10 @@ rule notebook:
         metrics="results/{size}/{nb}/metrics.json",
     params:
         p=papermill_params,
-        threads=config.get("threads", 1),
     log:
         "logs/{size}/{nb}.log",
+    threads: int(config.get("threads", 1))
     shell:
         'DEHAZELAB_RESULTS="$PWD/results" TQDM_DISABLE=1 '
         + PYTHON + " -m papermill {input.nb:q} {output.nb:q} -k python3 -l python --no-progress-bar "
-        "-y {params.p:q} -p threads {params.threads} > {log:q} 2>&1"
+        "-y {params.p:q} -p threads {threads} > {log:q} 2>&1"
