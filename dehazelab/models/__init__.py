@@ -43,10 +43,22 @@ def _iicl(**kw):
     return build_iicl(**kw)
 
 
+def _translator(kind):
+    def builder(**kw):
+        from .translator import TRANSLATOR_BUILDERS
+
+        return TRANSLATOR_BUILDERS[kind](**kw)
+
+    return builder
+
+
 MODELS: dict[str, ModelEntry] = {
     "dcp": ModelEntry(_dcp, "He et al., CVPR'09 / TPAMI'11", False, "dark channel prior (no training)"),
     "aodnet": ModelEntry(_aodnet, "Li et al., ICCV'17", True, "AOD-Net, 1,761 parameters"),
     "aecrnet": ModelEntry(_aecrnet, "Wu et al., CVPR'21", True, "AECR-Net autoencoder (FA blocks, DFE, mixup)"),
+    "cut": ModelEntry(_translator("cut"), "Park et al., ECCV'20", True, "CUT ResNet generator (hazy -> clear)"),
+    "fastcut": ModelEntry(_translator("fastcut"), "Park et al., ECCV'20", True, "FastCUT ResNet generator"),
+    "cyclegan": ModelEntry(_translator("cyclegan"), "Zhu et al., ICCV'17", True, "CycleGAN generator G_A (hazy -> clear)"),
     "iicl": ModelEntry(_iicl, "Xu et al., ICASSP'23 (reconstruction)", True, "IICL: PRM (ASM inversion) -> ARM backbone"),
 }
 
