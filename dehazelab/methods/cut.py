@@ -6,7 +6,7 @@
 * ``G``: anti-aliased ResNet generator (``resnet_9blocks``, ngf 64, non-affine InstanceNorm) —
   :class:`~dehazelab.models.resnet_generator.ResnetGenerator`; its first modules are the PatchNCE
   encoder (taps ``nce_layers`` = 0, 4, 8, 12, 16);
-* ``D``: anti-aliased 70×70 PatchGAN — :class:`~dehazelab.models.patchgan.PatchGANDiscriminator`;
+* ``D``: anti-aliased PatchGAN (receptive field 84×84; 70×70 without anti-aliasing) — :class:`~dehazelab.models.patchgan.PatchGANDiscriminator`;
 * ``F``: one 2-layer MLP (256 wide) per tapped layer + L2 norm —
   :class:`~dehazelab.models.projection_head.PatchSampleMLP`;
 * all initialised ``xavier_normal_(gain 0.02)``, biases 0; Adam(2e-4, β 0.5/0.999) each;
