@@ -20,14 +20,6 @@ from dehazelab.train.checkpoint import build_model, check_plain
 TINY = {"ngf": 8, "n_blocks": 2, "ndf": 8, "nce_layers": (0, 4, 8, 12, 13), "num_patches": 16, "netF_nc": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def batch(seed=0, b=1, size=32):
     g = torch.Generator().manual_seed(seed)
     return {"hazy": torch.rand(b, 3, size, size, generator=g), "clear": torch.rand(b, 3, size, size, generator=g)}

@@ -20,15 +20,6 @@ from dehazelab.losses.iicl import (
 from dehazelab.models.iicl import IICLNet, build_iicl
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: two threads on a shared 2-core machine spend most time waiting on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class TinyBackbone(nn.Module):
     def __init__(self):
         super().__init__()

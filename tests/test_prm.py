@@ -6,15 +6,6 @@ import torch
 from dehazelab.models.prm import PreRestoreModule, asm_invert
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: two threads on a shared 2-core machine spend most time waiting on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _scene(b=2, h=16, w=20, seed=0):
     g = torch.Generator().manual_seed(seed)
     J = torch.rand(b, 3, h, w, generator=g)

@@ -35,11 +35,8 @@ TINY_NCE = {"nce_layers": (0, 4, 8, 12, 13), "num_patches": 16, "netF_nc": 16}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
+def _no_progress_bars(monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_method(name: str, **kw) -> UnpairedMethod:

@@ -32,7 +32,7 @@ import random
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Callable, Any
 
 import numpy as np
 import torch
@@ -397,6 +397,27 @@ class CheckpointDir:
 
     def save_prediverge(self, ckpt: Mapping[str, Any]) -> Path:
         return save_checkpoint(self.prediverge, ckpt)
+
+    def save_due(self, make: Callable[[int], Mapping[str, Any]], *, step: int, last_step: int,
+                 ckpt_every: int | None, snapshot_every: int | None, evaluated: bool, improved: bool) -> None:
+        """The checkpoint policy shared by the training loops, at the end of ``step``.
+
+        ``best.pt`` when the evaluation ``improved``; a snapshot every ``snapshot_every`` steps;
+        ``last.pt`` at the final step, every ``ckpt_every`` steps, or (``ckpt_every`` None) after
+        each evaluation. ``make(step)`` builds the checkpoint only when one is due.
+        """
+        snapshot_due = snapshot_every is not None and step % snapshot_every == 0
+        last_due = (step == last_step
+                    or (ckpt_every is not None and step % ckpt_every == 0)
+                    or (ckpt_every is None and evaluated))
+        if improved or snapshot_due or last_due:
+            ck = make(step)
+            if improved:
+                self.save_best(ck)
+            if snapshot_due:
+                self.save_snapshot(ck)
+            if last_due:
+                self.save_last(ck)
 
     def save_snapshot(self, ckpt: Mapping[str, Any]) -> Path:
         """Write ``step_<ckpt['step']>.pt`` and delete all but the newest ``keep`` snapshots."""

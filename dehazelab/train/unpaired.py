@@ -627,18 +627,8 @@ def train_unpaired(
                     post["psnr"] = f"{ev['psnr']:.2f}"
                 bar.set_postfix(post, refresh=False)
 
-            snapshot_due = cfg.snapshot_every is not None and step % cfg.snapshot_every == 0
-            last_due = (step == last_step
-                        or (cfg.ckpt_every is not None and step % cfg.ckpt_every == 0)
-                        or (cfg.ckpt_every is None and do_eval))
-            if improved or snapshot_due or last_due:
-                ck = checkpoint(step)
-                if improved:
-                    ckdir.save_best(ck)
-                if snapshot_due:
-                    ckdir.save_snapshot(ck)
-                if last_due:
-                    ckdir.save_last(ck)
+            ckdir.save_due(checkpoint, step=step, last_step=last_step, ckpt_every=cfg.ckpt_every,
+                           snapshot_every=cfg.snapshot_every, evaluated=bool(do_eval), improved=bool(improved))
     finally:
         bar.close()
     return history.read()
