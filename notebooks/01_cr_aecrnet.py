@@ -298,17 +298,22 @@ print(f"all runs: {time.perf_counter() - t_all:.0f} s")
 # from the hazy one.
 
 # %%
-fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
-for name in [n for n in ("+ CR positive-only", "+ CR (1:1)", "1:r", "r:1", "r:r") if n in NEEDED]:
+fig, ax = plt.subplots(1, 3, figsize=(14, 3.2))
+for name in [n for n in ("+ CR (1:1)", "1:r", "r:1", "r:r") if n in NEEDED]:
     h = histories[(name, cfg.seeds[0])]
     ax[0].plot(h["step"], h["loss_cr"], label=name)
+if "+ CR positive-only" in NEEDED:
+    h = histories[("+ CR positive-only", cfg.seeds[0])]
+    ax[1].plot(h["step"], h["loss_cr"], label="+ CR positive-only")
 for name in [n for n in ("AOD-Net", "+ mixup", "+ CR (1:1)") if n in NEEDED]:
     h = histories[(name, cfg.seeds[0])]
-    ax[1].plot(h["step"], h["loss_l1"], label=name)
-ax[0].set(title="CR term (positive-only: VGG-L1 term)", xlabel="step")
-ax[1].set(title="L1 term", xlabel="step")
+    ax[2].plot(h["step"], h["loss_l1"], label=name)
+ax[0].set(title="CR term: sum of w_i * D(a,p)/D(a,n)", xlabel="step")
+ax[1].set(title="positive-only term: sum of w_i * D(a,p)", xlabel="step")
+ax[2].set(title="L1 term", xlabel="step")
 for a in ax:
-    a.legend(fontsize=8)
+    if a.lines:
+        a.legend(fontsize=8)
 plotting.savefig(fig, OUT / "fig_cr_during_training.png")
 plt.show()
 
