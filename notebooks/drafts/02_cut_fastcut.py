@@ -65,8 +65,11 @@ perf_official = False  # time one iteration of each method at the official confi
 inception_weights = "auto"  # FID: "auto" (torch hub cache), a path to torchvision's Inception-v3 file, or "none"
 
 # %%
+import json
 import math
 import platform
+import subprocess
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -79,7 +82,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import display
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from scipy import stats
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -92,7 +95,7 @@ from dehazelab.methods import build_method
 from dehazelab.models.projection_head import l2_normalize
 from dehazelab.models.resnet_generator import to_pm1
 from dehazelab.train.paired import evaluate
-from dehazelab.train.unpaired import UnpairedTrainConfig, measure_cost, train_unpaired
+from dehazelab.train.unpaired import UnpairedTrainConfig, train_unpaired
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
@@ -304,11 +307,10 @@ def run_one(name, seed):
     hist = train_unpaired(method, train_set, test_set, tcfg, RUNS / name / f"seed{seed}", resume=False, progress=False)
     train_s = time.perf_counter() - t0
     last = hist.iloc[-1]
-    # mean seconds per iteration of train_step alone (each history row is a window mean), first window
-    # (warm-up) left out when there are several
-    w = hist.step.diff().fillna(hist.step.iloc[0])
-    keep = slice(1, None) if len(hist) > 1 else slice(None)
-    s_iter = float((hist.sec_per_step * w)[keep].sum() / w[keep].sum())
+    # seconds per iteration of train_step alone: the median of the logged window means (each row of
+    # the history averages `log_every` iterations), the warm-up window left out when there are several
+    # — a median, so that a brief burst of background load on the machine does not move it
+    s_iter = float(hist.sec_per_step.iloc[1:].median() if len(hist) > 2 else hist.sec_per_step.mean())
     row = {"method": name, "seed": seed, "psnr": float(last.psnr), "ssim": float(last.ssim), "n_test": int(last.eval_n),
            "s_per_iter": s_iter, "train_s": train_s, "params_G": method.n_params()[method.generator_name],
            "params_all": sum(method.n_params().values())}
@@ -338,12 +340,14 @@ assert len(runs) == len(METHODS) * len(cfg.seeds)
 
 # %% [markdown]
 # ### Losses during training (seed 0)
-# GAN terms near 0.25 (generator) and 0.5 (discriminator) mean the discriminator cannot tell the
-# outputs from clear images better than chance under LSGAN; PatchNCE starts near chance,
-# $\log(\text{num\_patches})$, and falls as output patches become identifiable with their input patches.
+# Under LSGAN a discriminator that cannot tell the outputs from clear images answers 0.5 everywhere,
+# which puts both its loss (D) and the generator's GAN term at 0.25. PatchNCE starts near chance,
+# $\log(\text{num\_patches})$ (times 10 for FastCUT; dotted lines), and falls as output patches
+# become identifiable with their input patches. CycleGAN's cycle and identity terms are L1 distances
+# times 10 and 5.
 
 # %%
-fig, ax = plt.subplots(1, 3, figsize=(13, 3.3))
+fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
 s0 = cfg.seeds[0]
 for a, name in zip(ax, METHODS):
     h = histories[(name, s0)]
@@ -352,12 +356,13 @@ for a, name in zip(ax, METHODS):
     for c in cols:
         a.plot(h.step, h[c], label=c.removeprefix("loss_"))
     a.set(title=LABEL[name], xlabel="iteration", yscale="log")
+    a.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     a.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     a.yaxis.set_minor_formatter(NullFormatter())
 for a, lam in ((ax[0], 1.0), (ax[1], 10.0)):  # NCE at chance: λ·log(num_patches)
     a.axhline(lam * math.log(cfg.num_patches), color="gray", ls=":", lw=1, label="NCE at chance")
 for a in ax:
-    a.legend(fontsize=8)
+    a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
 plotting.savefig(fig, OUT / "fig_losses.png")
 plt.show()
 
@@ -468,32 +473,56 @@ _ = io.write_json(OUT / "config.json", asdict(cfg))
 # %% [markdown]
 # ## 3 · Cost per iteration, measured here
 # CUT's Table 1 reports seconds per iteration and GPU memory on one GPU at 256², batch 1. We measure
-# the same two quantities for our training configuration, each method in a **fresh process**
-# (`measure_cost`: a few warm-up iterations, then timed ones on a random batch), one after the other
-# on this machine: seconds per `train_step` and the process's peak resident memory above its
-# baseline after imports (CPU: there is no GPU memory to report). Only the ratios between the methods
-# carry over to other machines. At the tiny smoke size the training fits into memory the imports had
-# already touched, so the memory column can read 0 there.
+# the same two quantities for our training configuration — and, with `perf_official=True`, at the
+# official architecture (ResNet-9, ngf 64, ndf 64, 256 patches, 128², batch 1) — each method in a
+# **fresh process** (`measure_cost`: warm-up iterations, then timed ones on a random batch), one after
+# the other on this machine: the median seconds per `train_step`, and the process's peak resident
+# memory above its baseline after imports (CPU: there is no GPU memory to report). Only the ratios
+# between the methods carry over to other machines.
+#
+# *A measurement detail.* Linux hands a new process the peak-RSS record (`getrusage`'s `ru_maxrss`)
+# of the process it was forked from, across `exec`, for one generation. Spawned directly from this
+# kernel — which holds the training runs by now — every child would start with the kernel's peak and
+# report almost no memory of its own. So the measurements are launched from a small helper Python
+# process, whose spawned children start clean.
 
 # %%
-cost_rows = []
-for name in METHODS:
-    c = measure_cost(name, UnpairedTrainConfig(n_steps=1, n_steps_decay=0, crop=cfg.crop, threads=cfg.threads,
-                                               seed=0, device=str(device)),
-                     n_iter=cfg.cost_iters, warmup=2, method_kwargs=cfg.method_kwargs[name])
-    cost_rows.append({"method": name, "sec/iter (median)": c["sec_per_iter_median"], "sec/iter (mean)": c["sec_per_iter"],
-                      "peak mem above baseline (MB)": c["peak_mem_delta_mb"], "memory kind": c["memory_kind"],
-                      "device": c["device"], "threads": c["threads"], "timed iterations": c["n_iter"]})
-cost_df = pd.DataFrame(cost_rows)
-io.write_table(cost_df, OUT / "cost")
-display(cost_df.round(4))
-assert (cost_df["sec/iter (median)"] > 0).all()
+COST_SCRIPT = """
+import json, sys
+from dehazelab.train.unpaired import measure_cost
+jobs = json.load(sys.stdin)
+print(json.dumps([measure_cost(j["method"], j["cfg"], j["n_iter"], warmup=j["warmup"], method_kwargs=j["kwargs"])
+                  for j in jobs]))
+"""
+OFFICIAL_KW = {"cut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
+               "fastcut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
+               "cyclegan": {"ngf": 64, "n_blocks": 9, "ndf": 64}}
+cost_jobs = [{"config": "this notebook", "method": n, "kwargs": cfg.method_kwargs[n], "n_iter": cfg.cost_iters,
+              "warmup": 2, "cfg": {"n_steps": 1, "n_steps_decay": 0, "crop": cfg.crop, "threads": cfg.threads,
+                                   "seed": 0, "device": str(device)}} for n in METHODS]
+if cfg.perf_official:
+    cost_jobs += [{"config": "official (ResNet-9, ngf 64, 128²)", "method": n, "kwargs": OFFICIAL_KW[n], "n_iter": 2,
+                   "warmup": 1, "cfg": {"n_steps": 1, "n_steps_decay": 0, "crop": 128, "threads": cfg.threads,
+                                        "seed": 0, "device": str(device)}} for n in METHODS]
+proc = subprocess.run([sys.executable, "-c", COST_SCRIPT], input=json.dumps(cost_jobs), capture_output=True, text=True)
+if proc.returncode != 0:
+    raise RuntimeError(f"cost measurement failed:\n{proc.stderr[-3000:]}")
+cost_all = pd.DataFrame([{"config": j["config"], "method": j["method"], "crop": j["cfg"]["crop"], "ngf": j["kwargs"]["ngf"],
+                          "sec/iter (median)": c["sec_per_iter_median"], "sec/iter (mean)": c["sec_per_iter"],
+                          "peak mem above baseline (MB)": c["peak_mem_delta_mb"], "baseline (MB)": c["baseline_mem_mb"],
+                          "memory kind": c["memory_kind"], "device": c["device"], "threads": c["threads"],
+                          "timed iterations": c["n_iter"]}
+                         for j, c in zip(cost_jobs, json.loads(proc.stdout.strip().splitlines()[-1]))])
+io.write_table(cost_all, OUT / "cost")
+cost_df = cost_all[cost_all.config == "this notebook"].set_index("method")
+display(cost_all.round(4))
+assert (cost_all["sec/iter (median)"] > 0).all() and len(cost_all) == len(cost_jobs)
 
 # %% [markdown]
 # ## 4 · CUT Table 1, the columns we can measure
 # Quality: PSNR/SSIM (scikit-image conventions, RGB, full test images) — mean over seeds with a 95 %
-# Student-t interval (± half-width; empty with one seed). Cost: §3 (median sec/iter, memory) and the
-# mean sec/iter of `train_step` during the training runs (± over seeds). The paper's columns are
+# Student-t interval (± half-width; empty with one seed). Cost: §3 (sec/iter and memory in a fresh
+# process) and the sec/iter of `train_step` during the training runs (mean ± over seeds). The paper's columns are
 # quoted beside ours; they are FIDs on other datasets and GPU numbers, so compare **directions**, not
 # values. Of the quoted numbers the CUT/FastCUT FIDs were verified independently (clean-fid's
 # re-computation); the CycleGAN FIDs and the sec/iter and memory columns are recalled from the paper
@@ -518,7 +547,7 @@ table = []
 for name in METHODS:
     g_ = runs[runs.method == name]
     (p, ph), (s_, sh), (t_, th) = mean_ci(g_.psnr), mean_ci(g_.ssim), mean_ci(g_.s_per_iter)
-    c = cost_df.set_index("method").loc[name]
+    c = cost_df.loc[name]
     table.append({"method": LABEL[name], "seeds": len(g_), "PSNR": p, "PSNR ±95%": ph, "SSIM": s_, "SSIM ±95%": sh,
                   "sec/iter": c["sec/iter (median)"], "peak mem MB": c["peak mem above baseline (MB)"],
                   "train sec/iter": t_, "train sec/iter ±95%": th,
@@ -612,81 +641,108 @@ display(cut_table.round(4))
 
 # %% [markdown]
 # ## 6 · Performance: one iteration at the official configuration
-# Seconds per iteration, peak memory, GFLOP per iteration (torch's FLOP counter: convolutions and
-# matrix products, forward and backward) and the utilisation of a measured fp32 matmul peak — for
-# our training configuration and, with `perf_official=True`, for one iteration of each method at the
-# official configuration (ResNet-9, ngf 64, ndf 64, 256 patches, 128×128, batch 1) on this CPU. The
-# times come from `measure_cost` (a fresh process each; §3), the FLOPs from one counted `train_step`
-# in this process. For reference, `docs/methods.md` §7 (quoted) measured the **official CUT code**
-# at about 5.1 s per iteration here at 128² and counted about 370 GFLOP per iteration.
+# GFLOP per iteration (torch's FLOP counter over one `train_step`: convolutions and matrix products,
+# forward and backward) and the utilisation of a measured fp32 matmul peak, next to the times of §3 —
+# for our training configuration and, with `perf_official=True`, for each method at the official
+# configuration (ResNet-9, ngf 64, ndf 64, 256 patches, 128×128, batch 1) on this CPU.
 #
-# Ours needs fewer FLOPs for the same losses and gradients (`dehazelab/methods/cut.py`, checked
-# equal by `benchmarks/bench_cut_step.py`): the PatchNCE **keys come from the taps of the main G
-# pass** over `cat(real_A, real_B)` instead of two more encoder passes (only D changed in between,
-# and InstanceNorm is per image), the queries of `fake_B` and `idt_B` come from **one combined
-# encoder pass**, the D step runs **one D forward** over `cat(real_B, fake_B)`, and a key pass that
-# is still needed (FastCUT's flipped inputs) runs without building an autograd graph.
+# `docs/methods.md` §7 (quoted) timed the **official CUT code** here at about 5.1 s per iteration at
+# 128² and counted about 370 GFLOP per iteration. Ours computes the same losses and gradients with
+# less work (`dehazelab/methods/cut.py`, checked equal by `benchmarks/bench_cut_step.py`): the
+# PatchNCE **keys come from the taps of the main G pass** over `cat(real_A, real_B)` instead of two
+# more encoder passes (only D changed in between, and InstanceNorm is per image); the queries of
+# `fake_B` and `idt_B` come from **one combined encoder pass**; the D step runs **one D forward** over
+# `cat(real_B, fake_B)`; a key pass that is still needed (FastCUT's flipped inputs) builds no autograd
+# graph. How much of the speed-up that explains is measured, not assumed: the second table times the
+# official *order of work* (as re-implemented in `benchmarks/bench_cut_step.py`, variant `official`)
+# against ours (variant `fast`) in this process, interleaved, from the same weights and data.
 
 # %%
-def matmul_peak(n=2048, reps=4):
+import importlib.util
+
+
+def matmul_peak(n=2048, reps=6):
+    """Best-of-`reps` fp32 matmul rate (a peak: the least disturbed run counts)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    t0 = time.perf_counter()
+    best = float("inf")
     for _ in range(reps):
+        t0 = time.perf_counter()
         a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
 
 
 def iteration_flops(name, crop_, kwargs):
-    """FLOPs of one train_step (after one uncounted step, so every lazy state exists)."""
+    """FLOPs of one train_step of a freshly built method on a random batch."""
     repro.seed_everything(0, threads=cfg.threads)
     m = build_method(name, **kwargs).to(device).train()
     batch = {k: torch.rand(1, 3, crop_, crop_) for k in ("hazy", "clear")}
-    m.train_step(batch, 0)
     with FlopCounterMode(display=False) as fc:
-        m.train_step(batch, 1)
+        m.train_step(batch, 0)
     return fc.get_total_flops()
 
 
 peak = matmul_peak()
-perf_cases = [("this notebook", n, cfg.crop, cfg.method_kwargs[n], cost_df.set_index("method").loc[n]) for n in METHODS]
-OFFICIAL_KW = {"cut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
-               "fastcut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
-               "cyclegan": {"ngf": 64, "n_blocks": 9, "ndf": 64}}
-if cfg.perf_official:
-    for n in METHODS:
-        c = measure_cost(n, UnpairedTrainConfig(n_steps=1, n_steps_decay=0, crop=128, threads=cfg.threads, seed=0,
-                                                device=str(device)), n_iter=2, warmup=1, method_kwargs=OFFICIAL_KW[n])
-        perf_cases.append(("official (ResNet-9, ngf 64, 128²)", n, 128, OFFICIAL_KW[n],
-                           {"sec/iter (median)": c["sec_per_iter_median"],
-                            "peak mem above baseline (MB)": c["peak_mem_delta_mb"]}))
 perf = []
-for where, name, crop_, kw, c in perf_cases:
-    fl = iteration_flops(name, crop_, kw)
-    sec = float(c["sec/iter (median)"])
-    perf.append({"config": where, "method": LABEL[name], "crop": crop_, "ngf": kw["ngf"], "s/iter": sec,
-                 "peak mem MB": float(c["peak mem above baseline (MB)"]), "GFLOP/iter": fl / 1e9,
-                 "GFLOP/s": fl / 1e9 / sec, "utilisation of matmul peak": fl / sec / peak})
+for _, r in cost_all.iterrows():
+    kw = cfg.method_kwargs[r.method] if r.config == "this notebook" else OFFICIAL_KW[r.method]
+    fl = iteration_flops(r.method, int(r.crop), kw)
+    sec = float(r["sec/iter (median)"])
+    perf.append({"config": r.config, "method": LABEL[r.method], "crop": int(r.crop), "ngf": int(r.ngf), "s/iter": sec,
+                 "peak mem MB": r["peak mem above baseline (MB)"], "GFLOP/iter": fl / 1e9, "GFLOP/s": fl / 1e9 / sec,
+                 "utilisation of matmul peak": fl / sec / peak})
 perf_df = pd.DataFrame(perf)
 io.write_table(perf_df, OUT / "performance")
 print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} thread(s)")
 display(perf_df.round(3))
-if cfg.perf_official:
-    off = perf_df[(perf_df.config != "this notebook") & (perf_df.method == "CUT")].iloc[0]
-    print(f"CUT at the official config: {off['s/iter']:.2f} s/iter, {off['GFLOP/iter']:.0f} GFLOP/iter "
-          f"({off['GFLOP/iter'] / 370:.0%} of the official code's ~370 GFLOP, quoted), "
-          f"{off['utilisation of matmul peak']:.0%} of the matmul peak; the official code's ~5.1 s/iter (quoted) "
-          f"is {5.1 / off['s/iter']:.1f}x ours")
 assert (perf_df["GFLOP/iter"] > 0).all() and (perf_df["s/iter"] > 0).all()
+
+BENCH = paths.ROOT / "benchmarks" / "bench_cut_step.py"
+order_df = None
+if cfg.perf_official and BENCH.is_file():
+    spec = importlib.util.spec_from_file_location("bench_cut_step", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up while it is being executed
+    spec.loader.exec_module(bench)
+    repro.seed_everything(0, threads=cfg.threads)
+    base = bench.build(64, 9)
+    gdat = torch.Generator().manual_seed(123)
+    a_, b_ = (torch.rand(1, 3, 128, 128, generator=gdat) * 2 - 1 for _ in range(2))
+    variants = {"official order of work": ("graph", False), "ours (keys reused, batched passes)": ("reuse", True)}
+    setups = {v: bench.clone_setup(base, False) for v in variants}
+    times = {v: [] for v in variants}
+    for it in range(4):  # iteration 0 is a warm-up; variants interleaved so background load hits both
+        for v, (keys, batched) in variants.items():
+            t0 = time.perf_counter()
+            bench.cut_iteration(setups[v], a_, b_, keys=keys, batched=batched, seed=it)
+            if it:
+                times[v].append(time.perf_counter() - t0)
+    order_df = pd.DataFrame([{"CUT iteration, official config": v, "s/iter (median)": float(np.median(times[v])),
+                              "GFLOP/iter": bench.count_gflop(setups[v], a_, b_, keys=k, batched=bt, seed=99)}
+                             for v, (k, bt) in variants.items()])
+    order_df["utilisation of matmul peak"] = order_df["GFLOP/iter"] * 1e9 / order_df["s/iter (median)"] / peak
+    io.write_table(order_df, OUT / "performance_official_order")
+    display(order_df.round(3))
+    o, f_ = order_df.iloc[0], order_df.iloc[1]
+    print(f"ours needs {f_['GFLOP/iter'] / o['GFLOP/iter']:.0%} of the official order's FLOPs and "
+          f"{f_['s/iter (median)'] / o['s/iter (median)']:.0%} of its time here.")
+    print(f"the official code was quoted at ~5.1 s/iter and ~370 GFLOP (docs/methods.md §7, where the matmul peak "
+          f"read ~97 GFLOP/s); the official order of work re-run now takes {o['s/iter (median)']:.2f} s/iter at a "
+          f"measured peak of {peak / 1e9:.0f} GFLOP/s, so "
+          + ("most of the gap to the quoted time lies outside the order of work (the machine's state when it was "
+             "measured, the official code's data loading and bookkeeping)"
+             if o["s/iter (median)"] < 0.8 * 5.1 else "the quoted time is close to the official order re-run here"))
 
 # %% [markdown]
 # ## 7 · The paper's claims against ours
 # A claim *holds* here when our mean is in the claimed direction. Quality and training time are
 # paired by seed (same seed = same data order and crops); when the 95 % interval of the paired
-# difference spans 0 the verdict says "within seed noise". Training time is the per-seed mean
-# sec/iter of the runs; memory is one measurement per method (§3), which does not vary with the
-# seed. With `perf_official=True` the cost claims are also checked at the official architecture
-# (one measurement each, §6) — the configuration the paper's claim is about.
+# difference spans 0 the verdict says "within seed noise". The paper's quality evidence is FID,
+# which we cannot compute here (§5), so "beats" is judged on PSNR and on SSIM separately. Training
+# time is each run's sec/iter (§2); memory is one measurement per method (§3), which does not vary
+# with the seed. With `perf_official=True` the cost claims are also checked at the official
+# architecture (one measurement each, §3) — the configuration the paper's claim is about.
 
 # %%
 def paired(a, b, col, sign=1.0):
@@ -700,33 +756,35 @@ def pm(half, fmt):
     return f"± {half:{fmt}}" if np.isfinite(half) else "(one seed: no interval)"
 
 
-def verdict(diff, half, extra_ok=True):
+def verdict(diff, half):
     if np.isnan(half):
         return "undetermined (one seed)"
-    return ("held" if diff > 0 and extra_ok else "not held") + ("" if abs(diff) > half else " (within seed noise)")
+    return ("held" if diff > 0 else "not held") + ("" if abs(diff) > half else " (within seed noise)")
 
 
-mem = cost_df.set_index("method")["peak mem above baseline (MB)"]
+mem = cost_df["peak mem above baseline (MB)"]
 claims = []
 d, h = paired("cut", "cyclegan", "psnr")
 ds, hs = paired("cut", "cyclegan", "ssim")
 claims.append(("CUT beats CycleGAN", "lower FID on Horse→Zebra, Cat→Dog and Cityscapes (Table 1)",
-               f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}", verdict(d, h)))
+               f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
+               f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
 d, h = paired("cut", "cyclegan", "s_per_iter", sign=-1.0)  # positive = CUT faster
 mem_ok = bool(mem["cut"] < mem["cyclegan"])
 claims.append(("CUT uses less time and memory than CycleGAN", "0.24 vs 0.40 s/iter, 3.33 vs 4.81 GB (Table 1, recalled)",
                f"CycleGAN − CUT: {d:+.4f} s/iter {pm(h, '.4f')}; memory {mem['cut']:.0f} vs {mem['cyclegan']:.0f} MB",
-               verdict(d, h, mem_ok) + ("" if mem_ok or np.isnan(h) else "; memory not lower")))
+               f"time: {verdict(d, h)}; memory: {'held' if mem_ok else 'not held'} (one measurement)"))
 d, h = paired("fastcut", "cut", "s_per_iter", sign=-1.0)  # positive = FastCUT faster
 claims.append(("FastCUT is faster than CUT", "0.15 vs 0.24 s/iter (Table 1, recalled)",
                f"CUT − FastCUT: {d:+.4f} s/iter {pm(h, '.4f')}", verdict(d, h)))
 if cfg.perf_official:
     o = perf_df[perf_df.config != "this notebook"].set_index("method")
-    ok = bool(o.loc["CUT", "s/iter"] < o.loc["CycleGAN", "s/iter"] and o.loc["CUT", "peak mem MB"] < o.loc["CycleGAN", "peak mem MB"])
+    t_ok = bool(o.loc["CUT", "s/iter"] < o.loc["CycleGAN", "s/iter"])
+    m_ok = bool(o.loc["CUT", "peak mem MB"] < o.loc["CycleGAN", "peak mem MB"])
     claims.append(("CUT uses less time and memory than CycleGAN — official architecture", "as above",
                    f"{o.loc['CUT', 's/iter']:.2f} vs {o.loc['CycleGAN', 's/iter']:.2f} s/iter; "
                    f"{o.loc['CUT', 'peak mem MB']:.0f} vs {o.loc['CycleGAN', 'peak mem MB']:.0f} MB",
-                   ("held" if ok else "not held") + " (one measurement)"))
+                   f"time: {'held' if t_ok else 'not held'}; memory: {'held' if m_ok else 'not held'} (one measurement each)"))
     ok = bool(o.loc["FastCUT", "s/iter"] < o.loc["CUT", "s/iter"])
     claims.append(("FastCUT is faster than CUT — official architecture", "as above",
                    f"{o.loc['FastCUT', 's/iter']:.2f} vs {o.loc['CUT', 's/iter']:.2f} s/iter",
@@ -757,8 +815,9 @@ metrics = {
     "notebook": "02_cut_fastcut", "size": cfg.size, "data": cfg.data_used, "seeds": cfg.seeds, "steps": cfg.steps,
     "method_kwargs": cfg.method_kwargs, "schedule": cfg.schedule, "fid": fid_note,
     "hazy_input": hazy_ref,
-    "tables": {"cut_table": cut_table.to_dict("records"), "cost": cost_df.to_dict("records"),
-               "patchnce_similarity": sim_df.to_dict("records")},
+    "tables": {"cut_table": cut_table.to_dict("records"), "cost": cost_all.to_dict("records"),
+               "patchnce_similarity": sim_df.to_dict("records"),
+               "official_order": None if order_df is None else order_df.to_dict("records")},
     "claims": claims_df.to_dict("records"),
     "performance": perf_df.to_dict("records"),
     "matmul_peak_gflops": peak / 1e9,
