@@ -1,0 +1,84 @@
+"""Time one training iteration of the library's CUT, FastCUT and CycleGAN (``dehazelab.methods``).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_unpaired_step.py                      # official config, 2 threads
+    .venv/bin/python benchmarks/bench_unpaired_step.py --methods cyclegan --iters 5
+
+The official configuration of CUT's Table 1 runs (``docs/methods.md`` §2): ResNet-9 generator(s),
+ngf 64, PatchGAN ndf 64, 256 PatchNCE positions, batch 1; here at 128×128 on the CPU. Each method is
+measured by :func:`dehazelab.train.unpaired.measure_cost` in a fresh spawned process (warm-up
+iterations, then timed ``train_step`` calls on a random batch; the process's peak RSS above its
+baseline after imports), one after the other. GFLOP per iteration come from torch's
+``FlopCounterMode`` over one ``train_step`` in this process, and utilisation is GFLOP/s over a
+``torch.mm`` peak measured here (best of 10). This is a benchmark, not a test: it asserts nothing
+about time. ``benchmarks/bench_cut_step.py`` compares the official order of work of one CUT
+iteration with ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dehazelab.methods import build_method
+from dehazelab.repro import seed_everything
+from dehazelab.train.unpaired import measure_cost
+
+OFFICIAL = {
+    "cut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
+    "fastcut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
+    "cyclegan": {"ngf": 64, "n_blocks": 9, "ndf": 64},
+}
+
+
+def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def iteration_gflop(name: str, size: int, kwargs: dict) -> float:
+    seed_everything(0)
+    m = build_method(name, **kwargs).train()
+    batch = {k: torch.rand(1, 3, size, size) for k in ("hazy", "clear")}
+    with FlopCounterMode(display=False) as fc:
+        m.train_step(batch, 0)
+    return fc.get_total_flops() / 1e9
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--methods", default="cut,fastcut,cyclegan")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=3)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in names:
+        if m not in OFFICIAL:
+            ap.error(f"unknown method {m!r}; known: {sorted(OFFICIAL)}")
+    peak = matmul_peak_gflops()
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.size}², batch 1; fp32 matmul peak {peak:.1f} GFLOP/s")
+    print(f"{'method':9s} {'median s':>8s} {'mean s':>7s} {'GFLOP/it':>8s} {'GFLOP/s':>8s} {'util':>6s} {'peak MB':>8s}")
+    for m in names:
+        cost = measure_cost(m, {"n_steps": 1, "n_steps_decay": 0, "crop": args.size, "threads": args.threads,
+                                "seed": 0, "device": "cpu"}, args.iters, warmup=args.warmup, method_kwargs=OFFICIAL[m])
+        gf = iteration_gflop(m, args.size, OFFICIAL[m])
+        s = cost["sec_per_iter_median"]
+        print(f"{m:9s} {s:8.3f} {cost['sec_per_iter']:7.3f} {gf:8.1f} {gf / s:8.1f} {gf / s / peak:6.1%} "
+              f"{cost['peak_mem_delta_mb']:8.0f}")
+
+
+if __name__ == "__main__":
+    main()
