@@ -36,10 +36,19 @@ def papermill_params(wildcards):
     return json.dumps(params, sort_keys=True)
 
 
+# Notebooks that read another notebook's results (never retraining it) run after it.
+READS = {"03_cddgan": ["02_cut_fastcut"]}
+
+
+def upstream_metrics(wildcards):
+    return [f"results/{wildcards.size}/{up}/metrics.json" for up in READS.get(wildcards.nb, []) if up in NOTEBOOKS]
+
+
 rule notebook:
     input:
         nb="notebooks/{nb}.ipynb",
         lib=LIB,
+        upstream=upstream_metrics,
     output:
         nb="results/{size}/{nb}/{nb}.ipynb",
         metrics="results/{size}/{nb}/metrics.json",

@@ -8,7 +8,10 @@ divergence stop, history). Methods differ only here:
 * :class:`~dehazelab.methods.cut.CUT` — CUT and FastCUT (``mode="cut"`` / ``"fastcut"``),
   ``docs/methods.md`` §2;
 * :class:`~dehazelab.methods.cyclegan.CycleGAN` — CycleGAN (Zhu et al. 2017), the baseline of CUT's
-  Table 1.
+  Table 1;
+* :class:`~dehazelab.methods.cddgan.CDDGAN` — CDD-GAN (Chen et al., ECCV 2022), a labelled
+  reconstruction (CycleGAN backbone + cross-encoder PatchNCE + NEGCUT-style negative generators),
+  ``docs/methods.md`` §3.
 
 The interface the loop relies on (:class:`UnpairedMethod`):
 
@@ -28,7 +31,8 @@ The interface the loop relies on (:class:`UnpairedMethod`):
 Randomness inside a step (FastCUT's flip, patch positions, the image pool's coin flips) is drawn from
 torch's *global* generator, which the training loop checkpoints — so resuming is exact.
 
-``METHODS`` / :func:`build_method` are the registry by name (``"cut"``, ``"fastcut"``, ``"cyclegan"``).
+``METHODS`` / :func:`build_method` are the registry by name (``"cut"``, ``"fastcut"``, ``"cyclegan"``,
+``"cddgan"``).
 """
 
 from __future__ import annotations
@@ -228,8 +232,15 @@ def _cyclegan(**kw):
     return CycleGAN(**kw)
 
 
+def _cddgan(**kw):
+    from dehazelab.methods.cddgan import CDDGAN
+
+    return CDDGAN(**kw)
+
+
 #: Registry of unpaired methods by name (builders take the method's keyword arguments).
-METHODS: dict[str, Callable[..., UnpairedMethod]] = {"cut": _cut, "fastcut": _fastcut, "cyclegan": _cyclegan}
+METHODS: dict[str, Callable[..., UnpairedMethod]] = {"cut": _cut, "fastcut": _fastcut, "cyclegan": _cyclegan,
+                                                     "cddgan": _cddgan}
 
 
 def build_method(name: str, **kwargs: Any) -> UnpairedMethod:
