@@ -73,7 +73,12 @@ def _default_device():
 
 
 def dehaze_array(model, img: np.ndarray) -> np.ndarray:
-    """Dehaze one HxWx3 float image in [0,1] with a model from :func:`load_model`."""
+    """Dehaze one HxWx3 float image in [0,1] with a model from :func:`load_model`, whole.
+
+    Memory grows with the image; for large images (and any size for AECR-Net, which needs sides
+    divisible by 4) use :func:`dehazelab.tiling.dehaze_auto` / :func:`~dehazelab.tiling.dehaze_tiled`,
+    which the ``dehaze`` command line runs.
+    """
     import torch
 
     device = next((p.device for p in model.parameters()), None) or next(
