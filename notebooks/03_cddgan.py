@@ -718,13 +718,13 @@ with pd.option_context("display.max_colwidth", 120):
 # one).
 
 # %%
-best_m = methods_seed0["cddgan"]
-weights_path = export_weights(best_m.dehazer(), best_m.model_spec(), OUT / f"cddgan_{cfg.size}.pt")
+cdd_seed0 = methods_seed0["cddgan"]
+weights_path = export_weights(cdd_seed0.dehazer(), cdd_seed0.model_spec(), OUT / f"cddgan_{cfg.size}.pt")
 reloaded = load_model("cddgan", weights_path, device=device)
 x = test_set[0]["hazy"][None].to(device)
 with torch.no_grad():
-    assert torch.allclose(reloaded(x), best_m.dehazer().eval()(x), atol=1e-5)
-best_m.train()
+    assert torch.allclose(reloaded(x), cdd_seed0.dehazer().eval()(x), atol=1e-5)
+cdd_seed0.train()
 assert weights_path.stat().st_size <= 5 * 2**20, weights_path.stat().st_size
 
 metrics = {
