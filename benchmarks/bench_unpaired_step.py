@@ -14,6 +14,11 @@ baseline after imports), one after the other. GFLOP per iteration come from torc
 ``torch.mm`` peak measured here (best of 10). This is a benchmark, not a test: it asserts nothing
 about time. ``benchmarks/bench_cut_step.py`` compares the official order of work of one CUT
 iteration with ours.
+
+Measured 2026-12-02 on 2 idle cores (torch 2.14.1, matmul peak 330 GFLOP/s), median of 3 after 1
+warm-up: CUT 1.72 s / 322.5 GFLOP (56 % of peak), FastCUT 0.96 s / 190.8 GFLOP (60 %), CycleGAN
+2.59 s / 468.8 GFLOP (54 %); peak RSS above baseline 913 / 614 / 1196 MB. The official CUT code was
+quoted at ~5.1 s per iteration at this config on these machines (``docs/methods.md`` §7).
 """
 
 from __future__ import annotations
@@ -71,9 +76,13 @@ def main(argv=None) -> None:
     peak = matmul_peak_gflops()
     print(f"torch {torch.__version__}, {args.threads} threads, {args.size}², batch 1; fp32 matmul peak {peak:.1f} GFLOP/s")
     print(f"{'method':9s} {'median s':>8s} {'mean s':>7s} {'GFLOP/it':>8s} {'GFLOP/s':>8s} {'util':>6s} {'peak MB':>8s}")
+    # all timings first: a spawned child inherits this process's peak-RSS record (Linux), so this
+    # process must not have built a network yet when the children measure their memory
+    costs = {m: measure_cost(m, {"n_steps": 1, "n_steps_decay": 0, "crop": args.size, "threads": args.threads,
+                                 "seed": 0, "device": "cpu"}, args.iters, warmup=args.warmup, method_kwargs=OFFICIAL[m])
+             for m in names}
     for m in names:
-        cost = measure_cost(m, {"n_steps": 1, "n_steps_decay": 0, "crop": args.size, "threads": args.threads,
-                                "seed": 0, "device": "cpu"}, args.iters, warmup=args.warmup, method_kwargs=OFFICIAL[m])
+        cost = costs[m]
         gf = iteration_gflop(m, args.size, OFFICIAL[m])
         s = cost["sec_per_iter_median"]
         print(f"{m:9s} {s:8.3f} {cost['sec_per_iter']:7.3f} {gf:8.1f} {gf / s:8.1f} {gf / s / peak:6.1%} "
