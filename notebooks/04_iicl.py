@@ -685,6 +685,7 @@ with torch.no_grad():
                                   col_titles=["hazy", "J0 (PRM, full variant)"] + list(VARIANTS) + ["ground truth"])
         fig.suptitle(BACKBONE_LABEL[bb], y=1.01)
         plotting.savefig(fig, OUT / f"fig_qualitative_{bb}.png")
+        fig.set_dpi(60)  # the PNG above keeps savefig's resolution; a lighter inline copy keeps the executed notebook small
         plt.show()
 
 # %% [markdown]
