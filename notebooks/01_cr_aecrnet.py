@@ -74,6 +74,7 @@ from scipy import stats
 
 from dehazelab import io, paths, plotting, repro
 from dehazelab import metrics as M
+from dehazelab import stats as S
 from dehazelab.data.datasets import PairedDataset, load_benchmark
 from dehazelab.data.images import read_image
 from dehazelab.inference import export_weights
@@ -436,34 +437,24 @@ plt.show()
 
 # %%
 def compare(a, b):
-    """Mean PSNR(a) − PSNR(b) over seeds, paired, with a 95 % t half-width."""
-    pa = runs[runs.config == a].set_index("seed").psnr
-    pb = runs[runs.config == b].set_index("seed").psnr
-    d = (pa - pb).dropna()
-    n = len(d)
-    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return float(d.mean()), half
+    """Mean PSNR(a) − PSNR(b) over seeds, paired, with a 95 % t half-width (dehazelab.stats)."""
+    return S.paired_difference(runs, "config", a, b, "psnr")  # (mean, half-width, paired seeds)
 
 
-def verdict(diff, half):
-    """'held' only when the paired 95 % interval excludes 0 in the claimed direction."""
-    if np.isnan(half):
-        return "undetermined (one seed)"
-    if abs(diff) > half:
-        return "held" if diff > 0 else "not held (the opposite, beyond seed noise)"
-    return "not shown at this size (" + ("same" if diff > 0 else "opposite") + " direction, within seed noise)"
-
-
+verdict = S.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
+long = S.ClaimsTable(paper="CR / AECR-Net (CVPR'21)", notebook="01_cr_aecrnet")
 claims = []
 if {"+ mixup", "+ CR (1:1)"} <= NEEDED:
-    d, h = compare("+ CR (1:1)", "+ mixup")
+    d, h, n = compare("+ CR (1:1)", "+ mixup")
     claims.append(("CR improves over L1", "Table 2: +CR over the L1-trained AECR-Net", f"{d:+.2f} dB ± {h:.2f}", verdict(d, h)))
+    long.add(claims[-1][0], claims[-1][1], "+ CR (1:1) − + mixup (L1 only)", "PSNR", "dB", d, h, n)
 if {"+ CR positive-only", "+ CR (1:1)"} <= NEEDED:
-    d, h = compare("+ CR (1:1)", "+ CR positive-only")
+    d, h, n = compare("+ CR (1:1)", "+ CR positive-only")
     claims.append(("negatives help over positive-only", "Table 2: CR vs positive-only", f"{d:+.2f} dB ± {h:.2f}", verdict(d, h)))
+    long.add(claims[-1][0], claims[-1][1], "+ CR (1:1) − + CR positive-only", "PSNR", "dB", d, h, n)
 if {"1:r", "+ CR (1:1)", "r:1"} <= NEEDED:
-    d1, h1 = compare("1:r", "+ CR (1:1)")
-    d2, h2 = compare("+ CR (1:1)", "r:1")
+    d1, h1, n = compare("1:r", "+ CR (1:1)")
+    d2, h2, _ = compare("+ CR (1:1)", "r:1")
     # 1:r ≥ 1:1 is refuted only by 1:r significantly below 1:1; 1:1 > r:1 needs the interval above 0
     if np.isnan(h1):
         v = "undetermined (one seed)"
@@ -475,9 +466,14 @@ if {"1:r", "+ CR (1:1)", "r:1"} <= NEEDED:
         v = "not shown at this size (1:1 > r:1 within seed noise)"
     claims.append(("1:r ≥ 1:1 > r:1", "Table 4: more negatives help, more positives do not",
                    f"1:r−1:1 {d1:+.2f} ± {h1:.2f}; 1:1−r:1 {d2:+.2f} ± {h2:.2f}", v))
+    # the ordering claim has two parts; each is its own row of the long table (verdict on the part)
+    long.add("1:r > 1:1 (more negatives help)", "Table 4", "1:r − 1:1", "PSNR", "dB", d1, h1, n)
+    long.add("1:1 > r:1 (more positives do not help)", "Table 4", "1:1 − r:1", "PSNR", "dB", d2, h2, n)
 claims_df = pd.DataFrame(claims, columns=["claim", "paper's evidence", "ours (PSNR difference, 95% CI)", "at this size"])
 claims_df["VGG-19 of CR"] = cfg.vgg_used
 io.write_table(claims_df, OUT / "claims")
+claims_long = long.frame().assign(setting=f"VGG-19 of CR: {cfg.vgg_used}")
+io.write_table(claims_long, OUT / "claims_long")  # read by notebook 90
 display(claims_df)
 
 # %% [markdown]

@@ -99,13 +99,13 @@ import torch.nn.functional as F
 import yaml
 from IPython.display import Markdown, display
 from matplotlib.patches import Rectangle
-from scipy import stats
 
 import dehazelab.losses.iicl as iicl_losses
 import dehazelab.models.iicl as iicl_models
 import dehazelab.models.prm as prm_module
 from dehazelab import io, paths, plotting, repro
 from dehazelab import metrics as M
+from dehazelab import stats as S
 from dehazelab.cli import main as cli_main
 from dehazelab.data.datasets import PairedDataset, load_benchmark
 from dehazelab.data.images import IMAGE_EXTS, read_image, write_image
@@ -582,10 +582,7 @@ plt.show()
 # **The paper's numbers are not available** (abstract only), so there is no "paper" column.
 
 # %%
-def t_half(x):
-    x = pd.Series(x).dropna()
-    n = len(x)
-    return float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+t_half = S.ci95_half  # 95 % Student-t half-width over seeds (NaN with one seed)
 
 
 ref = []
@@ -699,23 +696,22 @@ with torch.no_grad():
 # The paper gives no numbers we could reach, so no paper number appears.
 
 # %%
-def verdict(diff, half):
-    """'held' only when the paired 95 % interval excludes 0 in the claimed direction."""
-    if np.isnan(half):
-        return "undetermined (one seed)"
-    if abs(diff) > half:
-        return "held" if diff > 0 else "not held (the opposite, beyond seed noise)"
-    return "not shown at this size (" + ("same" if diff > 0 else "opposite") + " direction, within seed noise)"
+verdict = S.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
 
 
 CLAIMS = [("+ PRM + IICL", "the framework (PRM + IICL) benefits the dehazing model"),
           ("+ PRM", "the progressive PRM -> ARM framework helps (component)"),
           ("+ IICL", "inter + intra contrastive learning helps (component)")]
 claims = []
+long = S.ClaimsTable(paper="IICL (ICASSP'23, reconstruction)", notebook="04_iicl")
+EVIDENCE = "abstract only: 'benefits various dehazing models'; no numbers available"
 for bb in cfg.backbones:
     for variant, claim in CLAIMS:
         dp, hp = paired(bb, variant, "backbone", "psnr")
         ds, hs = paired(bb, variant, "backbone", "ssim")
+        for metric, unit, d_, h_ in (("PSNR", "dB", dp, hp), ("SSIM", "", ds, hs)):
+            long.add(claim, EVIDENCE, f"{variant} − backbone", metric, unit, d_, h_, len(cfg.seeds),
+                     setting=f"{BACKBONE_LABEL[bb]}; VGG-19: {cfg.vgg_used}")
         claims.append({"claim": claim, "backbone": BACKBONE_LABEL[bb], "comparison": f"{variant} vs backbone",
                        "paper's evidence": "abstract only: 'benefits various dehazing models'; no numbers available",
                        "ours: ΔPSNR (95% CI)": f"{dp:+.2f} dB ± {hp:.2f}", "at this size (PSNR)": verdict(dp, hp),
@@ -723,6 +719,7 @@ for bb in cfg.backbones:
                        "seeds": len(cfg.seeds), "vgg_used": cfg.vgg_used})
 claims_df = pd.DataFrame(claims)
 io.write_table(claims_df, OUT / "claims")
+io.write_table(long.frame(), OUT / "claims_long")  # read by notebook 90
 with pd.option_context("display.max_colwidth", None):
     display(claims_df.drop(columns=["paper's evidence"]))
 various = [c["at this size (PSNR)"] for c in claims if c["comparison"].startswith("+ PRM + IICL")]

@@ -1,0 +1,164 @@
+"""Seed statistics and the claims verdict rule shared by every notebook.
+
+Every notebook compares methods trained with the same seeds (same seed = same initialisation, data
+order and crops), so differences are **paired by seed**: ``d_s = metric(a, s) − metric(b, s)``, and
+the claim is judged on the 95 % Student-t interval of the mean of ``d_s``:
+
+* **held** — the interval excludes 0 in the claimed direction;
+* **not held (the opposite, beyond seed noise)** — it excludes 0 the other way;
+* **not shown at this size (same / opposite direction, within seed noise)** — it contains 0;
+* **undetermined (one seed)** — with one seed there is no interval.
+
+:class:`ClaimsTable` collects one row per (claim, metric) in a long format that notebook 90 reads
+from every paper notebook (``claims_long.csv``), so the cross-paper claims table is assembled from
+numbers, not from formatted strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+__all__ = [
+    "ci95_half",
+    "mean_ci",
+    "paired_difference",
+    "verdict",
+    "verdict_category",
+    "VERDICT_CATEGORIES",
+    "Claim",
+    "ClaimsTable",
+    "CLAIM_COLUMNS",
+]
+
+#: The categories :func:`verdict_category` maps a verdict to, in display order.
+VERDICT_CATEGORIES: tuple[str, ...] = ("held", "not shown", "not held", "undetermined")
+
+
+def ci95_half(x: Iterable[float]) -> float:
+    """Half-width of the 95 % Student-t interval of the mean of ``x`` (NaNs dropped); NaN for n < 2."""
+    s = pd.Series(list(x) if not isinstance(x, pd.Series) else x, dtype=float).dropna()
+    n = len(s)
+    if n < 2:
+        return float("nan")
+    return float(_st.t.ppf(0.975, n - 1) * s.std(ddof=1) / math.sqrt(n))
+
+
+def mean_ci(x: Iterable[float]) -> tuple[float, float]:
+    """``(mean, 95 % half-width)`` of ``x`` (NaNs dropped; half-width NaN for n < 2)."""
+    s = pd.Series(list(x) if not isinstance(x, pd.Series) else x, dtype=float).dropna()
+    return (float(s.mean()) if len(s) else float("nan")), ci95_half(s)
+
+
+def paired_difference(runs: pd.DataFrame, key: str, a: str, b: str, metric: str, *, sign: float = 1.0,
+                      seed_col: str = "seed", where: dict | None = None) -> tuple[float, float, int]:
+    """Mean of ``sign·(metric[a] − metric[b])`` over the seeds both have, its 95 % half-width, n.
+
+    ``runs`` has one row per (``key`` value, seed); ``where`` filters it first (column → value).
+    A seed present for only one side is dropped (paired comparison). Raises ``KeyError`` naming
+    the missing row/column, so a typo in a notebook fails loudly instead of giving NaN.
+    """
+    for col in (key, metric, seed_col, *(where or {})):
+        if col not in runs.columns:
+            raise KeyError(f"paired_difference: runs has no column {col!r} (columns: {list(runs.columns)})")
+    sel = runs
+    for col, val in (where or {}).items():
+        sel = sel[sel[col] == val]
+    sides = []
+    for name in (a, b):
+        g = sel[sel[key] == name]
+        if g.empty:
+            raise KeyError(f"paired_difference: no runs with {key} == {name!r}"
+                           + (f" where {where}" if where else ""))
+        sides.append(g.set_index(seed_col)[metric])
+    d = (sign * (sides[0] - sides[1])).dropna()
+    m, h = mean_ci(d)
+    return m, h, int(len(d))
+
+
+def verdict(diff: float, half: float) -> str:
+    """The verdict for a claimed *positive* difference ``diff`` with 95 % half-width ``half``."""
+    if half is None or (isinstance(half, float) and math.isnan(half)):
+        return "undetermined (one seed)"
+    if abs(diff) > half:
+        return "held" if diff > 0 else "not held (the opposite, beyond seed noise)"
+    return "not shown at this size (" + ("same" if diff > 0 else "opposite") + " direction, within seed noise)"
+
+
+def verdict_category(text: str) -> str:
+    """Map a verdict string (e.g. from :func:`verdict`) to one of :data:`VERDICT_CATEGORIES`."""
+    t = str(text).strip().lower()
+    for cat in ("not held", "not shown", "undetermined", "held"):
+        if t.startswith(cat):
+            return cat
+    raise ValueError(f"not a verdict: {text!r} (expected it to start with one of {VERDICT_CATEGORIES})")
+
+
+@dataclass
+class Claim:
+    """One (claim, metric) row of a paper's claims.
+
+    ``estimate`` is oriented so that positive supports the claim (e.g. ``CUT − CycleGAN`` in PSNR,
+    ``CycleGAN − CUT`` in sec/iter); ``ci95`` is its half-width (NaN: one measurement, no
+    interval); ``verdict`` defaults to :func:`verdict` of the two.
+    """
+
+    paper: str
+    claim: str
+    evidence: str
+    comparison: str
+    metric: str
+    unit: str
+    estimate: float
+    ci95: float
+    n: int
+    verdict: str = ""
+    notebook: str = ""
+    setting: str = ""
+
+    def __post_init__(self) -> None:
+        self.estimate = float(self.estimate)
+        self.ci95 = float("nan") if self.ci95 is None else float(self.ci95)
+        if not self.verdict:
+            self.verdict = verdict(self.estimate, self.ci95)
+        verdict_category(self.verdict)  # validates
+
+
+#: Columns of ``claims_long.csv`` (and of :meth:`ClaimsTable.frame`).
+CLAIM_COLUMNS: tuple[str, ...] = tuple(Claim.__dataclass_fields__) + ("category",)
+
+
+class ClaimsTable:
+    """Rows of :class:`Claim` for one notebook; ``frame()`` is the long table notebook 90 reads."""
+
+    def __init__(self, paper: str, notebook: str):
+        self.paper, self.notebook = paper, notebook
+        self.rows: list[Claim] = []
+
+    def add(self, claim: str, evidence: str, comparison: str, metric: str, unit: str, estimate: float,
+            ci95: float, n: int, verdict: str = "", setting: str = "") -> Claim:
+        c = Claim(self.paper, claim, evidence, comparison, metric, unit, estimate, ci95, int(n), verdict,
+                  self.notebook, setting)
+        self.rows.append(c)
+        return c
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame([asdict(c) for c in self.rows], columns=list(CLAIM_COLUMNS[:-1]))
+        df["category"] = [verdict_category(v) for v in df["verdict"]]
+        return df
+
+
+def format_estimate(estimate: float, ci95: float, unit: str = "", digits: int = 2) -> str:
+    """``"+0.09 dB ± 0.67"``; ``"(one measurement)"`` in place of the interval when it is NaN."""
+    u = f" {unit}" if unit else ""
+    if ci95 is None or not np.isfinite(ci95):
+        return f"{estimate:+.{digits}f}{u} (one measurement)"
+    return f"{estimate:+.{digits}f}{u} ± {ci95:.{digits}f}"
+
+
+__all__.append("format_estimate")

@@ -1,0 +1,80 @@
+"""The seed statistics and verdict rule every notebook's claims table uses."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from dehazelab import stats as S
+
+
+def test_ci95_half_matches_scipy_interval():
+    x = np.array([1.0, 2.5, 0.5, 3.0])
+    lo, hi = st.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=st.sem(x))
+    assert S.ci95_half(x) == pytest.approx((hi - lo) / 2, rel=1e-12)
+    m, h = S.mean_ci([*x, float("nan")])  # NaN dropped
+    assert m == pytest.approx(x.mean()) and h == pytest.approx((hi - lo) / 2)
+    assert math.isnan(S.ci95_half([4.2]))
+
+
+def _runs():
+    return pd.DataFrame({
+        "method": ["a", "a", "a", "b", "b", "b", "b"],
+        "seed": [0, 1, 2, 0, 1, 2, 3],  # seed 3 of b has no partner: dropped
+        "psnr": [20.0, 21.0, 19.0, 18.0, 20.5, 17.0, 99.0],
+    })
+
+
+def test_paired_difference_pairs_by_seed():
+    d, h, n = S.paired_difference(_runs(), "method", "a", "b", "psnr")
+    diffs = np.array([2.0, 0.5, 2.0])
+    assert n == 3 and d == pytest.approx(diffs.mean())
+    assert h == pytest.approx(st.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3))
+    d2, _, _ = S.paired_difference(_runs(), "method", "a", "b", "psnr", sign=-1.0)
+    assert d2 == pytest.approx(-d)
+
+
+def test_paired_difference_names_what_is_missing():
+    with pytest.raises(KeyError, match="no runs with method == 'c'"):
+        S.paired_difference(_runs(), "method", "a", "c", "psnr")
+    with pytest.raises(KeyError, match="no column 'ssim'"):
+        S.paired_difference(_runs(), "method", "a", "b", "ssim")
+
+
+@pytest.mark.parametrize("diff,half,expected", [
+    (1.0, 0.5, "held"),
+    (-1.0, 0.5, "not held (the opposite, beyond seed noise)"),
+    (0.3, 0.5, "not shown at this size (same direction, within seed noise)"),
+    (-0.3, 0.5, "not shown at this size (opposite direction, within seed noise)"),
+    (0.3, float("nan"), "undetermined (one seed)"),
+])
+def test_verdict_rule(diff, half, expected):
+    assert S.verdict(diff, half) == expected
+
+
+def test_verdict_category():
+    assert S.verdict_category("held (one measurement)") == "held"
+    assert S.verdict_category("not held (the opposite, beyond seed noise)") == "not held"
+    assert S.verdict_category("not shown at this size (1:1 > r:1 within seed noise)") == "not shown"
+    assert S.verdict_category("undetermined (one seed)") == "undetermined"
+    with pytest.raises(ValueError, match="not a verdict"):
+        S.verdict_category("looks fine")
+
+
+def test_claims_table_long_format():
+    t = S.ClaimsTable(paper="P", notebook="nb")
+    t.add("x beats y", "Table 1", "x − y", "PSNR", "dB", 1.0, 0.4, 3)
+    t.add("x is faster", "Table 1", "y − x", "sec/iter", "s", 0.2, float("nan"), 1, verdict="held (one measurement)")
+    df = t.frame()
+    assert list(df.columns) == list(S.CLAIM_COLUMNS)
+    assert list(df.category) == ["held", "held"] and list(df.verdict)[0] == "held"
+    assert (df.paper == "P").all() and (df.notebook == "nb").all()
+    with pytest.raises(ValueError, match="not a verdict"):
+        t.add("bad", "", "", "PSNR", "dB", 0.0, 0.1, 3, verdict="maybe")
+
+
+def test_format_estimate():
+    assert S.format_estimate(0.0912, 0.671, "dB") == "+0.09 dB ± 0.67"
+    assert S.format_estimate(-1.0, float("nan")) == "-1.00 (one measurement)"
