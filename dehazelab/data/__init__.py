@@ -2,7 +2,7 @@
 
 Importing this package loads numpy and PIL only. The manifest check (``sots_split``, ``verify``), the torch datasets (``PairedDataset``,
 ``UnpairedDataset``, ``load_benchmark``, ``sots_pairs``) and the scikit-image synthetic set are
-imported on first use.
+imported on first use, as are ``real_hazy_photos`` / ``REAL_HAZY_EXAMPLES`` (they need torch).
 
 * :mod:`.images`    ``read_image`` / ``write_image`` (float32 HxWx3 in [0, 1]; conversions documented)
 * :mod:`.layouts`   ``find_pairs`` / ``detect_layout`` / ``load_pair`` for SOTS, RESIDE, NH/Dense-HAZE,
@@ -11,6 +11,7 @@ imported on first use.
 * :mod:`.haze`      the atmospheric scattering model: ``synthesize``, ``invert``, ``transmission_from_pair``
 * :mod:`.synthetic` an offline paired set from scikit-image's photographs
 * :mod:`.datasets`  torch ``Dataset`` classes and ``load_benchmark``
+* :mod:`.real`      ``real_hazy_photos``: named real hazy photographs from ``real-hazy/``, shrunk for figures
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ _LAZY = {
     "sots_pairs": "datasets",
     "synthetic_pairs": "synthetic",
     "SyntheticPair": "synthetic",
+    "real_hazy_photos": "real",
+    "REAL_HAZY_EXAMPLES": "real",
 }
 
 __all__ = [
