@@ -102,9 +102,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dehazelab.losses.gan import GAN_MODES, discriminator_loss, generator_loss
+from dehazelab.losses.gan import GAN_MODES, discriminator_loss
 from dehazelab.losses.patchnce import DIAGONAL_FILL
 from dehazelab.methods import UnpairedMethod, set_requires_grad
+from dehazelab.methods.cyclegan import cycle_generator_loss
 from dehazelab.models.image_pool import ImagePool
 from dehazelab.models.init import init_weights
 from dehazelab.models.negative_generator import NegativeGenerator, negative_diversity, pooled_embeddings
@@ -413,17 +414,10 @@ class CDDGAN(UnpairedMethod):
         # 4. G step (G_A + G_B, then the heads), D frozen, negatives constant
         set_requires_grad([D_A, D_B], False)
         try:
-            loss_G_A = generator_loss(D_A(fake_B), self.gan_mode) * self.lambda_GAN
-            loss_G_B = generator_loss(D_B(fake_A), self.gan_mode) * self.lambda_GAN
-            loss_cyc_A = F.l1_loss(rec_A, real_A) * self.lambda_A
-            loss_cyc_B = F.l1_loss(rec_B, real_B) * self.lambda_B
-            loss_G = loss_G_A + loss_G_B + loss_cyc_A + loss_cyc_B
-            parts = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cyc_A, "cycle_B": loss_cyc_B}
-            if self.lambda_identity > 0:
-                loss_idt_A = F.l1_loss(G_A(real_B), real_B) * self.lambda_B * self.lambda_identity
-                loss_idt_B = F.l1_loss(G_B(real_A), real_A) * self.lambda_A * self.lambda_identity
-                loss_G = loss_G + loss_idt_A + loss_idt_B
-                parts.update(idt_A=loss_idt_A, idt_B=loss_idt_B)
+            loss_G, parts = cycle_generator_loss(
+                self.nets, real_A, real_B, fake_A, fake_B, rec_A, rec_B, gan_mode=self.gan_mode,
+                lambda_A=self.lambda_A, lambda_B=self.lambda_B, lambda_identity=self.lambda_identity,
+                lambda_GAN=self.lambda_GAN)
             if self.use_nce:
                 if self.use_generated:
                     with torch.no_grad():

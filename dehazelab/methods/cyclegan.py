@@ -45,7 +45,40 @@ from dehazelab.models.init import init_weights
 from dehazelab.models.patchgan import PatchGANDiscriminator
 from dehazelab.models.resnet_generator import ResnetGenerator
 
-__all__ = ["CycleGAN"]
+__all__ = ["CycleGAN", "cycle_generator_loss"]
+
+
+def cycle_generator_loss(nets: Mapping[str, torch.nn.Module], real_A: torch.Tensor, real_B: torch.Tensor,
+                         fake_A: torch.Tensor, fake_B: torch.Tensor, rec_A: torch.Tensor, rec_B: torch.Tensor, *,
+                         gan_mode: str, lambda_A: float, lambda_B: float, lambda_identity: float,
+                         lambda_GAN: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CycleGAN's generator objective (step 2 of the module docstring), shared with CDD-GAN.
+
+    ``L_G = λ_GAN·g(D_A(fake_B)) + λ_GAN·g(D_B(fake_A)) + λ_A‖rec_A−real_A‖₁ + λ_B‖rec_B−real_B‖₁
+    + λ_B·λ_idt‖G_A(real_B)−real_B‖₁ + λ_A·λ_idt‖G_B(real_A)−real_A‖₁``, where ``g`` is
+    :func:`~dehazelab.losses.gan.generator_loss` in ``gan_mode`` (LSGAN: ``(D−1)²``); the identity
+    terms (and their two generator passes) only when ``lambda_identity > 0``. ``nets`` holds ``G_A``, ``G_B``, ``D_A``,
+    ``D_B``; the caller freezes the discriminators. ``lambda_GAN`` (CDD-GAN's adversarial weight)
+    multiplies each adversarial term; at 1.0 (CycleGAN) the product is exact, so the result is the same
+    to the bit as without the factor.
+
+    Returns ``(loss_G, parts)``: the total, and its weighted terms by log name (``G_A``, ``G_B``,
+    ``cycle_A``, ``cycle_B`` and, with identity, ``idt_A``, ``idt_B``). The terms are summed in that
+    order, which fixes the floating-point result.
+    """
+    G_A, G_B, D_A, D_B = (nets[k] for k in ("G_A", "G_B", "D_A", "D_B"))
+    loss_G_A = generator_loss(D_A(fake_B), gan_mode) * lambda_GAN
+    loss_G_B = generator_loss(D_B(fake_A), gan_mode) * lambda_GAN
+    loss_cyc_A = F.l1_loss(rec_A, real_A) * lambda_A
+    loss_cyc_B = F.l1_loss(rec_B, real_B) * lambda_B
+    loss_G = loss_G_A + loss_G_B + loss_cyc_A + loss_cyc_B
+    parts = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cyc_A, "cycle_B": loss_cyc_B}
+    if lambda_identity > 0:
+        loss_idt_A = F.l1_loss(G_A(real_B), real_B) * lambda_B * lambda_identity
+        loss_idt_B = F.l1_loss(G_B(real_A), real_A) * lambda_A * lambda_identity
+        loss_G = loss_G + loss_idt_A + loss_idt_B
+        parts.update(idt_A=loss_idt_A, idt_B=loss_idt_B)
+    return loss_G, parts
 
 
 class CycleGAN(UnpairedMethod):
@@ -122,17 +155,9 @@ class CycleGAN(UnpairedMethod):
         # 2. G_A + G_B step, discriminators frozen
         set_requires_grad([D_A, D_B], False)
         try:
-            loss_G_A = generator_loss(D_A(fake_B), self.gan_mode)
-            loss_G_B = generator_loss(D_B(fake_A), self.gan_mode)
-            loss_cyc_A = F.l1_loss(rec_A, real_A) * self.lambda_A
-            loss_cyc_B = F.l1_loss(rec_B, real_B) * self.lambda_B
-            loss_G = loss_G_A + loss_G_B + loss_cyc_A + loss_cyc_B
-            parts = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cyc_A, "cycle_B": loss_cyc_B}
-            if self.lambda_identity > 0:
-                loss_idt_A = F.l1_loss(G_A(real_B), real_B) * self.lambda_B * self.lambda_identity
-                loss_idt_B = F.l1_loss(G_B(real_A), real_A) * self.lambda_A * self.lambda_identity
-                loss_G = loss_G + loss_idt_A + loss_idt_B
-                parts.update(idt_A=loss_idt_A, idt_B=loss_idt_B)
+            loss_G, parts = cycle_generator_loss(
+                self.nets, real_A, real_B, fake_A, fake_B, rec_A, rec_B, gan_mode=self.gan_mode,
+                lambda_A=self.lambda_A, lambda_B=self.lambda_B, lambda_identity=self.lambda_identity)
             logs.update({k: float(v.detach()) for k, v in parts.items()})
             logs["G"] = float(loss_G.detach())
             self._backward_step(loss_G, ["G"], "G", logs)
