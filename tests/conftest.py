@@ -14,3 +14,9 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def no_progress_bars(monkeypatch):
+    """No tqdm progress bars from the training loops (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from dehazelab.data.datasets import PairedDataset, UnpairedDataset
+from dehazelab.data.datasets import UnpairedDataset
 from dehazelab.io import read_json
 from dehazelab.methods import UnpairedMethod, build_method
 from dehazelab.models.resnet_generator import ResnetGenerator
 from dehazelab.models.translator import TRANSLATOR_BUILDERS, ImageTranslator, cut_generator, cyclegan_generator
-from dehazelab.train.checkpoint import TrainingDiverged, load_checkpoint, model_from_checkpoint
+from dehazelab.train.checkpoint import load_checkpoint, model_from_checkpoint
 from dehazelab.train.unpaired import (
     DecayPhaseDataset,
     LinearDecay,
@@ -30,58 +30,19 @@ from dehazelab.train.unpaired import (
     train_unpaired,
 )
 
+from unpaired_helpers import (check_nan_stop, check_resume_is_exact, make_cfg, paired_test_set, read_history,
+                              unpaired_set)
+
 TINY = {"ngf": 8, "n_blocks": 2, "ndf": 8}
 TINY_NCE = {"nce_layers": (0, 4, 8, 12, 13), "num_patches": 16, "netF_nc": 16}
 
-
-@pytest.fixture(autouse=True)
-def _no_progress_bars(monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
+pytestmark = pytest.mark.usefixtures("no_progress_bars")
 
 
 def tiny_method(name: str, **kw) -> UnpairedMethod:
     extra = dict(TINY_NCE) if name in ("cut", "fastcut") else {"pool_size": 2}
     extra.update(kw)
     return build_method(name, **TINY, **extra)
-
-
-def images(n: int, seed: int, h: int = 40, w: int = 48) -> list[np.ndarray]:
-    """Smooth random images (low-frequency noise upsampled), float32 HxWx3 in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    small = torch.rand(n, 3, h // 8, w // 8, generator=g)
-    big = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
-    return [im.permute(1, 2, 0).numpy().astype(np.float32) for im in big]
-
-
-def unpaired_set(crop=32, augment=True) -> UnpairedDataset:
-    return UnpairedDataset(images(4, 1), images(3, 2), crop=crop, augment=augment, seed=3)
-
-
-def paired_test_set() -> PairedDataset:
-    hz, cl = images(2, 5), images(2, 6)
-    return PairedDataset([(h, c, f"t{i}") for i, (h, c) in enumerate(zip(hz, cl))])
-
-
-def make_cfg(**kw) -> UnpairedTrainConfig:
-    base = dict(n_steps=3, n_steps_decay=3, crop=32, eval_every=3, log_every=1, seed=11, threads=1)
-    base.update(kw)
-    return UnpairedTrainConfig(**base)
-
-
-def all_tensors(obj, prefix=""):
-    """Flatten a nested state dict into {path: tensor} (plain numbers as 0-d tensors)."""
-    out = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(all_tensors(v, f"{prefix}/{k}"))
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            out.update(all_tensors(v, f"{prefix}/{i}"))
-    elif isinstance(obj, torch.Tensor):
-        out[prefix] = obj.detach().cpu()
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        out[prefix] = torch.tensor(float(obj), dtype=torch.float64)
-    return out
 
 
 # ------------------------------------------------------------------------------------ schedule
@@ -215,25 +176,9 @@ def test_crop_mismatch_warns(tmp_path):
 
 @pytest.mark.parametrize("name", ["cut", "fastcut", "cyclegan"])
 def test_resume_is_exact(tmp_path, name):
-    cfg = make_cfg()
-    full = tiny_method(name)
-    h_full = train_unpaired(full, unpaired_set(), paired_test_set(), cfg, tmp_path / "full")
-
-    part = tiny_method(name)
-    train_unpaired(part, unpaired_set(), paired_test_set(), cfg, tmp_path / "part", stop_at=3)
-    assert load_checkpoint(tmp_path / "part" / "last.pt")["step"] == 3
-    resumed = tiny_method(name)  # a fresh object, as in a new session
-    h_part = train_unpaired(resumed, unpaired_set(), paired_test_set(), cfg, tmp_path / "part")
-
-    a, b = all_tensors(full.state_dict()), all_tensors(resumed.state_dict())
-    assert a.keys() == b.keys()
-    diff = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not diff, diff[:5]
+    run = check_resume_is_exact(lambda: tiny_method(name), tmp_path)
     if name == "cyclegan":
-        assert len(resumed.pools["fake_B"].images) == 2  # pool contents were restored and used
-    loss_cols = [c for c in h_full.columns if c.startswith(("loss_", "gnorm_", "stat_")) or c in ("lr", "psnr", "ssim")]
-    assert h_part[loss_cols].equals(h_full[loss_cols])
-    assert read_json(tmp_path / "part" / "config.json")["resolved"]["resumed_from_step"] == 3
+        assert len(run.resumed.pools["fake_B"].images) == 2  # pool contents were restored and used
 
 
 def test_resume_refuses_other_config_or_hparams(tmp_path):
@@ -251,48 +196,12 @@ def test_resume_refuses_other_config_or_hparams(tmp_path):
 # ------------------------------------------------------------------------- divergence, files
 
 
-class PoisonAt(torch.utils.data.Dataset):
-    """Wraps a dataset; from the ``bad``-th item fetched on, the hazy image is NaN."""
-
-    def __init__(self, ds, bad: int):
-        self.ds, self.bad, self.calls = ds, bad, 0
-
-    def __len__(self):
-        return len(self.ds)
-
-    def set_epoch(self, epoch):
-        self.ds.set_epoch(epoch)
-
-    def __getitem__(self, i):
-        self.calls += 1
-        item = dict(self.ds[i])
-        if self.calls >= self.bad:
-            item["hazy"] = torch.full_like(item["hazy"], float("nan"))
-        return item
-
-
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
-    method = tiny_method("cut")
     cfg = make_cfg(n_steps=4, n_steps_decay=4, eval_every=0, ckpt_every=2)
-    with pytest.raises(TrainingDiverged) as info:
-        train_unpaired(method, PoisonAt(unpaired_set(), bad=6), None, cfg, tmp_path)
-    err = info.value
-    assert err.step == 6 and "loss D" in err.what and err.last_good == tmp_path / "last.pt"
-    ck = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert ck["step"] == 4
-    assert all(torch.isfinite(v).all() for v in all_tensors(ck).values() if v.is_floating_point())
-    assert not (tmp_path / "prediverge.pt").exists()
-    hist = read_history(tmp_path)
-    assert hist["step"].max() == 5  # rows up to the last completed step
+    check_nan_stop(tiny_method("cut"), cfg, tmp_path, bad=6, last_good_step=4)
     # resuming from last.pt with clean data finishes the run
     hist = train_unpaired(tiny_method("cut"), unpaired_set(), None, cfg, tmp_path)
     assert hist["step"].tolist() == list(range(1, 9))
-
-
-def read_history(folder):
-    import pandas as pd
-
-    return pd.read_csv(folder / "history.csv")
 
 
 @pytest.mark.parametrize("name", ["fastcut", "cyclegan"])
