@@ -83,12 +83,12 @@ import torch.nn.functional as F
 from IPython.display import display
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-from scipy import stats
 from torch.utils.flop_counter import FlopCounterMode
 
 from dehazelab import io, paths, plotting, repro
+from dehazelab import stats as dstats
+from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
 from dehazelab.data.datasets import PairedDataset, UnpairedDataset, load_benchmark
-from dehazelab.data.images import read_image
 from dehazelab.inference import export_weights, load_model
 from dehazelab.losses.patchnce import patchnce_loss
 from dehazelab.methods import build_method
@@ -444,22 +444,11 @@ assert np.isfinite(sim_df.select_dtypes("number").to_numpy()).all()
 # %%
 dehazers = {name: methods_seed0[name].dehazer().eval() for name in METHODS}
 samples = [(test_set[i]["hazy"], test_set[i]["clear"], test_pairs[i].name) for i in range(min(3, len(test_set)))]
-root = paths.data_root()
-REAL_CHOICES = ["fattal/forest_input.png", "fattal/tiananmen_input.png", "fattal/canon_input.png",
-                "rtts-style/BJ_Baidu_544.jpeg", "fattal/ny12_input.png", "fattal/train_input.png"]
-real_files = []
-if root is not None and (root / "real-hazy").is_dir():
-    real_files = [root / "real-hazy" / f for f in REAL_CHOICES if (root / "real-hazy" / f).is_file()][: cfg.real_max_images]
-cfg.data_used["real"] = [str(f.relative_to(root)) for f in real_files]
-if not real_files:
+real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, cfg.real_max_images, cfg.real_max_side)
+cfg.data_used["real"] = [name for name, _ in real]
+if not real:
     print("no real hazy photographs found (no data folder or no real-hazy/ in it): showing SOTS test images only")
-for f in real_files:
-    img = torch.from_numpy(read_image(f).transpose(2, 0, 1).copy())
-    scale = min(1.0, cfg.real_max_side / max(img.shape[-2:]))
-    if scale < 1.0:
-        size_ = (round(img.shape[-2] * scale), round(img.shape[-1] * scale))
-        img = F.interpolate(img[None], size=size_, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
-    samples.append((img, None, f.stem))
+samples += [(img, None, Path(name).stem) for name, img in real]
 grid, row_titles = [], []
 with torch.no_grad():
     for hz, cl, nm in samples:
@@ -536,11 +525,7 @@ PAPER_T1 = {  # CUT paper Table 1 (quoted)
 }
 
 
-def mean_ci(x):
-    x = np.asarray(x, dtype=float)
-    n = len(x)
-    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return float(x.mean()), half
+mean_ci = dstats.mean_ci  # (mean, 95 % Student-t half-width); dehazelab.stats
 
 
 table = []
@@ -757,44 +742,61 @@ def pm(half, fmt):
     return f"± {half:{fmt}}" if np.isfinite(half) else "(one seed: no interval)"
 
 
-def verdict(diff, half):
-    """'held' only when the paired 95 % interval excludes 0 in the claimed direction."""
-    if np.isnan(half):
-        return "undetermined (one seed)"
-    if abs(diff) > half:
-        return "held" if diff > 0 else "not held (the opposite, beyond seed noise)"
-    return "not shown at this size (" + ("same" if diff > 0 else "opposite") + " direction, within seed noise)"
+verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
 
 
 mem = cost_df["peak mem above baseline (MB)"]
 claims = []
+long = dstats.ClaimsTable(paper="CUT / FastCUT (ECCV'20)", notebook="02_cut_fastcut")
+n_seeds = len(cfg.seeds)
+setting = f"ngf {cfg.method_kwargs['cut'].get('ngf')}, {cfg.steps} iterations, crop {cfg.crop}"
 d, h = paired("cut", "cyclegan", "psnr")
 ds, hs = paired("cut", "cyclegan", "ssim")
+long.add("CUT beats CycleGAN", "lower FID (Table 1)", "CUT − CycleGAN", "PSNR", "dB", d, h, n_seeds, setting=setting)
+long.add("CUT beats CycleGAN", "lower FID (Table 1)", "CUT − CycleGAN", "SSIM", "", ds, hs, n_seeds, setting=setting)
 claims.append(("CUT beats CycleGAN", "lower FID on Horse→Zebra, Cat→Dog and Cityscapes (Table 1)",
                f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
                f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
 d, h = paired("cut", "cyclegan", "s_per_iter", sign=-1.0)  # positive = CUT faster
 mem_ok = bool(mem["cut"] < mem["cyclegan"])
+long.add("CUT uses less time than CycleGAN", "0.24 vs 0.40 s/iter (Table 1, recalled)", "CycleGAN − CUT", "sec/iter",
+         "s", d, h, n_seeds, setting=setting)
+long.add("CUT uses less memory than CycleGAN", "3.33 vs 4.81 GB (Table 1, recalled)", "CycleGAN − CUT", "peak memory",
+         "MB", mem["cyclegan"] - mem["cut"], float("nan"), 1,
+         verdict=("held" if mem_ok else "not held") + " (one measurement)", setting=setting)
 claims.append(("CUT uses less time and memory than CycleGAN", "0.24 vs 0.40 s/iter, 3.33 vs 4.81 GB (Table 1, recalled)",
                f"CycleGAN − CUT: {d:+.4f} s/iter {pm(h, '.4f')}; memory {mem['cut']:.0f} vs {mem['cyclegan']:.0f} MB",
                f"time: {verdict(d, h)}; memory: {'held' if mem_ok else 'not held'} (one measurement)"))
 d, h = paired("fastcut", "cut", "s_per_iter", sign=-1.0)  # positive = FastCUT faster
+long.add("FastCUT is faster than CUT", "0.15 vs 0.24 s/iter (Table 1, recalled)", "CUT − FastCUT", "sec/iter", "s",
+         d, h, n_seeds, setting=setting)
 claims.append(("FastCUT is faster than CUT", "0.15 vs 0.24 s/iter (Table 1, recalled)",
                f"CUT − FastCUT: {d:+.4f} s/iter {pm(h, '.4f')}", verdict(d, h)))
 if cfg.perf_official:
     o = perf_df[perf_df.config != "this notebook"].set_index("method")
     t_ok = bool(o.loc["CUT", "s/iter"] < o.loc["CycleGAN", "s/iter"])
     m_ok = bool(o.loc["CUT", "peak mem MB"] < o.loc["CycleGAN", "peak mem MB"])
+    official = "official architecture (ResNet-9, ngf 64, 128², batch 1)"
+    long.add("CUT uses less time than CycleGAN", "0.24 vs 0.40 s/iter (Table 1, recalled)", "CycleGAN − CUT",
+             "sec/iter", "s", o.loc["CycleGAN", "s/iter"] - o.loc["CUT", "s/iter"], float("nan"), 1,
+             verdict=("held" if t_ok else "not held") + " (one measurement)", setting=official)
+    long.add("CUT uses less memory than CycleGAN", "3.33 vs 4.81 GB (Table 1, recalled)", "CycleGAN − CUT",
+             "peak memory", "MB", o.loc["CycleGAN", "peak mem MB"] - o.loc["CUT", "peak mem MB"], float("nan"), 1,
+             verdict=("held" if m_ok else "not held") + " (one measurement)", setting=official)
     claims.append(("CUT uses less time and memory than CycleGAN — official architecture", "as above",
                    f"{o.loc['CUT', 's/iter']:.2f} vs {o.loc['CycleGAN', 's/iter']:.2f} s/iter; "
                    f"{o.loc['CUT', 'peak mem MB']:.0f} vs {o.loc['CycleGAN', 'peak mem MB']:.0f} MB",
                    f"time: {'held' if t_ok else 'not held'}; memory: {'held' if m_ok else 'not held'} (one measurement each)"))
     ok = bool(o.loc["FastCUT", "s/iter"] < o.loc["CUT", "s/iter"])
+    long.add("FastCUT is faster than CUT", "0.15 vs 0.24 s/iter (Table 1, recalled)", "CUT − FastCUT", "sec/iter", "s",
+             o.loc["CUT", "s/iter"] - o.loc["FastCUT", "s/iter"], float("nan"), 1,
+             verdict=("held" if ok else "not held") + " (one measurement)", setting=official)
     claims.append(("FastCUT is faster than CUT — official architecture", "as above",
                    f"{o.loc['FastCUT', 's/iter']:.2f} vs {o.loc['CUT', 's/iter']:.2f} s/iter",
                    ("held" if ok else "not held") + " (one measurement)"))
 claims_df = pd.DataFrame(claims, columns=["claim", "paper's evidence (quoted)", "ours (difference, 95% CI)", "at this size"])
 io.write_table(claims_df, OUT / "claims")
+io.write_table(long.frame(), OUT / "claims_long")  # read by notebook 90
 display(claims_df)
 
 # %% [markdown]

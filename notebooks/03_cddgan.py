@@ -81,6 +81,7 @@ import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -88,11 +89,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from IPython.display import display
-from scipy import stats
 
 from dehazelab import io, paths, plotting, repro
+from dehazelab import stats as dstats
+from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
 from dehazelab.data.datasets import PairedDataset, UnpairedDataset, load_benchmark
-from dehazelab.data.images import read_image
 from dehazelab.inference import export_weights, load_model
 from dehazelab.methods import build_method
 from dehazelab.methods.cddgan import CDDGAN_VARIANTS
@@ -364,11 +365,7 @@ plt.show()
 # quote.
 
 # %%
-def mean_ci(x):
-    x = np.asarray(x, dtype=float)
-    n = len(x)
-    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return float(x.mean()), half
+mean_ci = dstats.mean_ci  # (mean, 95 % Student-t half-width); dehazelab.stats
 
 
 table = []
@@ -619,22 +616,11 @@ assert torch.allclose(negs.norm(dim=1), torch.ones(len(negs)), atol=1e-3)  # x /
 # %%
 dehazers = {v: methods_seed0[v].dehazer().eval() for v in VARIANTS}
 samples = [(test_set[i]["hazy"], test_set[i]["clear"], test_pairs[i].name) for i in range(min(2, len(test_set)))]
-root = paths.data_root()
-REAL_CHOICES = ["fattal/forest_input.png", "fattal/tiananmen_input.png", "fattal/canon_input.png",
-                "rtts-style/BJ_Baidu_544.jpeg", "fattal/ny12_input.png", "fattal/train_input.png"]
-real_files = []
-if root is not None and (root / "real-hazy").is_dir():
-    real_files = [root / "real-hazy" / f for f in REAL_CHOICES if (root / "real-hazy" / f).is_file()][: cfg.real_max_images]
-cfg.data_used["real"] = [str(f.relative_to(root)) for f in real_files]
-if not real_files:
+real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, cfg.real_max_images, cfg.real_max_side)
+cfg.data_used["real"] = [name for name, _ in real]
+if not real:
     print("no real hazy photographs found (no data folder or no real-hazy/ in it): showing SOTS test images only")
-for f in real_files:
-    img = torch.from_numpy(read_image(f).transpose(2, 0, 1).copy())
-    scale = min(1.0, cfg.real_max_side / max(img.shape[-2:]))
-    if scale < 1.0:
-        size_ = (round(img.shape[-2] * scale), round(img.shape[-1] * scale))
-        img = F.interpolate(img[None], size=size_, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
-    samples.append((img, None, f.stem))
+samples += [(img, None, Path(name).stem) for name, img in real]
 grid, row_titles = [], []
 with torch.no_grad():
     for hz, cl, nm in samples:
@@ -662,13 +648,7 @@ def pm(half, fmt):
     return f"± {half:{fmt}}" if np.isfinite(half) else "(one seed: no interval)"
 
 
-def verdict(diff, half):
-    """'held' only when the paired 95 % interval excludes 0 in the claimed direction."""
-    if np.isnan(half):
-        return "undetermined (one seed)"
-    if abs(diff) > half:
-        return "held" if diff > 0 else "not held (the opposite, beyond seed noise)"
-    return "not shown at this size (" + ("same" if diff > 0 else "opposite") + " direction, within seed noise)"
+verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
 
 
 def paired(a, b, col, other=None):
@@ -680,6 +660,8 @@ def paired(a, b, col, other=None):
 
 
 claims = []
+long = dstats.ClaimsTable(paper="CDD-GAN (ECCV'22, reconstruction)", notebook="03_cddgan")
+setting = f"ngf {cfg.method_kwargs['cddgan'].get('ngf')}, {cfg.steps} iterations"
 for claim, evidence, a, b in [
     ("hard negatives help", "abstract: adversarial hard negatives suppress task-irrelevant factors", "cddgan", "contrastive"),
     ("unpaired clear exemplars help", "abstract: clear exemplars enhance task-relevant factors", "cddgan_exemplars", "cddgan"),
@@ -687,6 +669,8 @@ for claim, evidence, a, b in [
 ]:
     d, h, n = paired(a, b, "psnr")
     ds, hs, _ = paired(a, b, "ssim")
+    long.add(claim, evidence, f"{SHORT[a]} − {SHORT[b]}", "PSNR", "dB", d, h, n, setting=setting)
+    long.add(claim, evidence, f"{SHORT[a]} − {SHORT[b]}", "SSIM", "", ds, hs, n, setting=setting)
     claims.append((claim, evidence, f"{SHORT[a]} − {SHORT[b]}", n, f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
                    f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
 cut_claim = ("CDD-GAN beats CUT on unpaired dehazing", "abstract: better than unpaired baselines (tables unreachable)",
@@ -695,6 +679,8 @@ if cut_ref["status"] == "read" and cut_ref["same_test_images"] and cut_runs is n
     d, h, n = paired("cddgan", None, "psnr", other=cut_runs)
     ds, hs, _ = paired("cddgan", None, "ssim", other=cut_runs)
     if n:
+        long.add(cut_claim[0], cut_claim[1], cut_claim[2], "PSNR", "dB", d, h, n, setting=setting)
+        long.add(cut_claim[0], cut_claim[1], cut_claim[2], "SSIM", "", ds, hs, n, setting=setting)
         claims.append((*cut_claim, n, f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
                        f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
     else:
@@ -707,6 +693,7 @@ else:
 claims_df = pd.DataFrame(claims, columns=["claim", "paper's evidence", "difference", "paired seeds",
                                           "ours (difference, 95% CI)", "at this size"])
 io.write_table(claims_df, OUT / "claims")
+io.write_table(long.frame(), OUT / "claims_long")  # read by notebook 90
 with pd.option_context("display.max_colwidth", 120):
     display(claims_df)
 
