@@ -154,10 +154,10 @@ class ClaimsTable:
 
 
 def format_estimate(estimate: float, ci95: float, unit: str = "", digits: int = 2) -> str:
-    """``"+0.09 dB ± 0.67"``; ``"(one measurement)"`` in place of the interval when it is NaN."""
+    """``"+0.09 dB ± 0.67"``; ``"(no interval)"`` in place of the interval when it is NaN (one seed, or one measurement)."""
     u = f" {unit}" if unit else ""
     if ci95 is None or not np.isfinite(ci95):
-        return f"{estimate:+.{digits}f}{u} (one measurement)"
+        return f"{estimate:+.{digits}f}{u} (no interval)"
     return f"{estimate:+.{digits}f}{u} ± {ci95:.{digits}f}"
 
 

@@ -74,7 +74,7 @@ from scipy import stats
 
 from dehazelab import io, paths, plotting, repro
 from dehazelab import metrics as M
-from dehazelab import stats as S
+from dehazelab import stats as dstats
 from dehazelab.data.datasets import PairedDataset, load_benchmark
 from dehazelab.data.images import read_image
 from dehazelab.inference import export_weights
@@ -438,11 +438,11 @@ plt.show()
 # %%
 def compare(a, b):
     """Mean PSNR(a) − PSNR(b) over seeds, paired, with a 95 % t half-width (dehazelab.stats)."""
-    return S.paired_difference(runs, "config", a, b, "psnr")  # (mean, half-width, paired seeds)
+    return dstats.paired_difference(runs, "config", a, b, "psnr")  # (mean, half-width, paired seeds)
 
 
-verdict = S.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
-long = S.ClaimsTable(paper="CR / AECR-Net (CVPR'21)", notebook="01_cr_aecrnet")
+verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
+long = dstats.ClaimsTable(paper="CR / AECR-Net (CVPR'21)", notebook="01_cr_aecrnet")
 claims = []
 if {"+ mixup", "+ CR (1:1)"} <= NEEDED:
     d, h, n = compare("+ CR (1:1)", "+ mixup")

@@ -105,7 +105,7 @@ import dehazelab.models.iicl as iicl_models
 import dehazelab.models.prm as prm_module
 from dehazelab import io, paths, plotting, repro
 from dehazelab import metrics as M
-from dehazelab import stats as S
+from dehazelab import stats as dstats
 from dehazelab.cli import main as cli_main
 from dehazelab.data.datasets import PairedDataset, load_benchmark
 from dehazelab.data.images import IMAGE_EXTS, read_image, write_image
@@ -582,7 +582,7 @@ plt.show()
 # **The paper's numbers are not available** (abstract only), so there is no "paper" column.
 
 # %%
-t_half = S.ci95_half  # 95 % Student-t half-width over seeds (NaN with one seed)
+t_half = dstats.ci95_half  # 95 % Student-t half-width over seeds (NaN with one seed)
 
 
 ref = []
@@ -696,14 +696,14 @@ with torch.no_grad():
 # The paper gives no numbers we could reach, so no paper number appears.
 
 # %%
-verdict = S.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
+verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
 
 
 CLAIMS = [("+ PRM + IICL", "the framework (PRM + IICL) benefits the dehazing model"),
           ("+ PRM", "the progressive PRM -> ARM framework helps (component)"),
           ("+ IICL", "inter + intra contrastive learning helps (component)")]
 claims = []
-long = S.ClaimsTable(paper="IICL (ICASSP'23, reconstruction)", notebook="04_iicl")
+long = dstats.ClaimsTable(paper="IICL (ICASSP'23, reconstruction)", notebook="04_iicl")
 EVIDENCE = "abstract only: 'benefits various dehazing models'; no numbers available"
 for bb in cfg.backbones:
     for variant, claim in CLAIMS:

@@ -77,4 +77,4 @@ def test_claims_table_long_format():
 
 def test_format_estimate():
     assert S.format_estimate(0.0912, 0.671, "dB") == "+0.09 dB ± 0.67"
-    assert S.format_estimate(-1.0, float("nan")) == "-1.00 (one measurement)"
+    assert S.format_estimate(-1.0, float("nan")) == "-1.00 (no interval)"
