@@ -73,3 +73,19 @@ def test_snakemake_dry_run_plans_every_notebook(tmp_path):
     for nb in NOTEBOOKS:
         assert f"results/smoke/{nb}/metrics.json" in r.stdout, nb
     assert "-p threads" in r.stdout and '"size": "smoke"' in r.stdout
+
+
+def test_report_lists_every_committed_figure():
+    """Every figure a notebook wrote at the small size is an output marked for `snakemake --report`."""
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/smoke.yaml", "--forceall"],
+                       cwd=paths.ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    small = paths.ROOT / "results" / "small"
+    figs = sorted(small.glob("*/fig_*.png"))
+    if not figs:
+        pytest.skip("no committed small-size results in this checkout")
+    for f in figs:
+        nb = f.parent.name
+        if nb not in NOTEBOOKS:
+            continue
+        assert f"results/smoke/{nb}/{f.name}" in r.stdout, f"{nb}/{f.name} is not an output of run_{nb} (Snakefile REPORT)"
