@@ -1,4 +1,4 @@
-"""Command line: ``python -m dehazelab {dehaze,evaluate,verify,models}``.
+"""Command line: ``python -m dehazelab {dehaze,evaluate,verify,models,train}``.
 
 * ``dehaze IN... --model NAME [--weights W] --out DIR [--tile N] [--overlap N]``  files or folders of
   hazy images -> PNGs, any image size: images above 640×480 pixels run in overlapping tiles blended
@@ -8,6 +8,8 @@
   layout (SOTS, NH-HAZE/Dense-Haze, O-HAZE/I-HAZE, RESIDE ITS/OTS): mean PSNR/SSIM (scikit-image,
   RGB, data range 1) and a per-image CSV; ``--json`` prints one JSON object on stdout.
 * ``verify [DIR]``  checks a data folder against the project's SOTS/NH-HAZE subset manifest.
+* ``train RUN.yaml [--out DIR] [--set KEY=VALUE]... [--no-resume] [--stop-at N]``  trains from a run
+  spec (:mod:`dehazelab.launch`); the same command runs under ``torchrun -m dehazelab train ...``.
 """
 
 from __future__ import annotations
@@ -146,6 +148,12 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .launch import cli_train
+
+    return cli_train(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m dehazelab", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -178,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the registered models")
     m.set_defaults(func=cmd_models)
+
+    t = sub.add_parser("train", help="train a model from a run spec (also under torchrun)",
+                       description="Train from a YAML run spec (see dehazelab/launch.py and config/runs/). "
+                                   "Works as `python -m dehazelab train RUN.yaml` and as "
+                                   "`torchrun --nproc-per-node N -m dehazelab train RUN.yaml`.")
+    t.add_argument("spec", help="run spec (YAML), e.g. config/runs/aecrnet_full.yaml")
+    t.add_argument("--out", default=None, help="run folder (default: results/runs/<spec name> in the repository)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec key (repeatable), value parsed as YAML, e.g. --set train.steps=10 "
+                        "--set model_kwargs.ngf=8")
+    t.add_argument("--no-resume", action="store_true", help="start over even if the run folder holds last.pt")
+    t.add_argument("--stop-at", type=int, default=None, metavar="N",
+                   help="stop after step N (checkpointed; rerun to continue); the schedule still spans train.steps")
+    t.set_defaults(func=cmd_train)
     return ap
 
 
