@@ -40,9 +40,17 @@ def seed_worker(worker_id: int) -> None:  # pragma: no cover - used by DataLoade
 
 
 def pick_device(prefer: str = "auto"):
-    """``"auto"`` picks CUDA when present, else CPU; never requires a GPU."""
+    """``"auto"`` picks CUDA when present, else CPU; never requires a GPU.
+
+    Under ``torchrun`` with more than one process (``WORLD_SIZE`` > 1), ``"auto"`` / ``"cuda"``
+    (no index) give ``cuda:<LOCAL_RANK>``, so every process of a node uses its own GPU.
+    """
     import torch
 
     if prefer == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(prefer)
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(prefer)
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0))
+    return dev

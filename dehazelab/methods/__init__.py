@@ -47,6 +47,7 @@ from torch import nn
 from dehazelab.models.image_pool import ImagePool
 from dehazelab.models.resnet_generator import to_pm1
 from dehazelab.models.translator import ImageTranslator
+from dehazelab.train import distributed as _dist
 
 __all__ = ["UnpairedMethod", "NonFiniteLoss", "METHODS", "build_method", "set_requires_grad"]
 
@@ -114,12 +115,15 @@ class UnpairedMethod:
     def device(self) -> torch.device:
         return next(self.generator().parameters()).device
 
-    def to(self, device: torch.device | str) -> "UnpairedMethod":
+    def to(self, device: torch.device | str, memory_format: torch.memory_format | None = None) -> "UnpairedMethod":
         """Move networks, optimiser state and pooled images to ``device`` (parameters are moved in
-        place, so the optimisers keep referring to them)."""
+        place, so the optimisers keep referring to them); ``memory_format=torch.channels_last``
+        also converts the networks' 4-D parameters and buffers."""
         device = torch.device(device)
         for net in self.nets.values():
             net.to(device)
+            if memory_format is not None:
+                net.to(memory_format=memory_format)
         for opt in self.optimizers.values():
             for st in opt.state.values():
                 for k, v in st.items():
@@ -159,19 +163,35 @@ class UnpairedMethod:
     # ---------------------------------------------------------------------- guarded update
     @staticmethod
     def _check(what: str, value: torch.Tensor | float, logs: Mapping[str, float]) -> None:
+        """Raise :class:`NonFiniteLoss` when ``value`` is NaN/inf.
+
+        Data-parallel (``torch.distributed`` with W > 1): the value tested is the mean over ranks
+        (a collective — every rank calls ``_check`` at the same points), so a non-finite value on any
+        rank stops all of them together."""
         v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+        if _dist.is_active():
+            v = float(_dist.all_reduce_mean_(torch.tensor([v], dtype=torch.float64, device=_dist._comm_device())))
         if v != v or v in (float("inf"), float("-inf")):
             raise NonFiniteLoss(what, v, logs)
 
     def _backward_step(self, loss: torch.Tensor, opt_names: Iterable[str], what: str,
                        logs: dict[str, float]) -> None:
         """Zero the grads of ``opt_names``, check ``loss``, backward, check the gradient norm of
-        their parameters (logged as ``gnorm_<what>``), then step the optimisers in the given order."""
+        their parameters (logged as ``gnorm_<what>``), then step the optimisers in the given order.
+
+        Data-parallel: after ``backward`` the gradients of these optimisers' parameters are averaged
+        over ranks (:func:`dehazelab.train.distributed.average_gradients_` — DDP's mathematics done
+        explicitly, because the alternating D / G / head updates with ``requires_grad`` toggling do
+        not fit DDP's reducer), so every rank applies the update of the global batch and the logged
+        norm is that of the averaged gradient (identical on all ranks)."""
         opt_names = list(opt_names)
         self._check(f"loss {what}", loss, logs)
         for k in opt_names:
             self.optimizers[k].zero_grad(set_to_none=True)
         loss.backward()
+        if _dist.is_active():
+            _dist.average_gradients_([p for k in opt_names for g in self.optimizers[k].param_groups
+                                      for p in g["params"]])
         grads = [p.grad for k in opt_names for g in self.optimizers[k].param_groups for p in g["params"]
                  if p.grad is not None]
         gnorm = float(torch.nn.utils.get_total_norm(grads, norm_type=2.0)) if grads else 0.0

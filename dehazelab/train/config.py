@@ -7,6 +7,11 @@ the first thing a CPU teaching run changes (the paper uses crop 240, batch 16).
 
 ``crop`` and ``augment`` describe the *dataset* the caller builds (the dataset crops and augments;
 the trainer only records them so the run's config is complete).
+
+Fields added later (``amp``, ``channels_last``: :data:`LATE_FIELD_DEFAULTS`) are left out of
+:meth:`PairedTrainConfig.config_hash` while they hold their default, so the hash of every config
+written before they existed is unchanged; a checkpoint whose recorded config lacks them is read as
+having the defaults when resuming (:func:`with_late_defaults`).
 """
 
 from __future__ import annotations
@@ -18,11 +23,24 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["PairedTrainConfig", "BOOKKEEPING_FIELDS"]
+__all__ = ["PairedTrainConfig", "BOOKKEEPING_FIELDS", "LATE_FIELD_DEFAULTS", "with_late_defaults"]
 
 #: Fields that change what is logged/saved but not the trained weights. A run may be resumed with
 #: different values of these; every other field must match the checkpoint's.
 BOOKKEEPING_FIELDS: tuple[str, ...] = ("eval_every", "log_every", "ckpt_every", "snapshot_every", "keep_snapshots")
+
+#: Fields added after configs and checkpoints had been recorded, with their defaults. At the default
+#: they are not hashed (old hashes stay valid) and a saved config without them means the default.
+LATE_FIELD_DEFAULTS: dict[str, Any] = {"amp": False, "channels_last": False}
+
+
+def with_late_defaults(saved: Mapping[str, Any] | None, late: Mapping[str, Any] = LATE_FIELD_DEFAULTS) -> dict[str, Any]:
+    """A saved config dict with the later-added fields filled in at their defaults (for resume checks)."""
+    return {**dict(late), **dict(saved or {})}
+
+
+def _hash_dict(d: dict[str, Any], late: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if not (k in late and v == late[k])}
 
 
 @dataclasses.dataclass
@@ -56,6 +74,19 @@ class PairedTrainConfig:
         evaluation.
     snapshot_every: additionally keep numbered ``step_XXXXXXXX.pt`` snapshots every this many
         steps (``None``: none), of which the newest ``keep_snapshots`` are kept.
+    amp: CUDA automatic mixed precision — forward and loss under ``torch.autocast("cuda",
+        dtype=torch.float16)``, backward through a ``torch.amp.GradScaler("cuda")`` (its state is
+        checkpointed). A gradient overflow caused by the loss scale is *not* divergence: the scaler
+        skips that update and lowers the scale (the learning-rate schedule still advances, as in
+        PyTorch's AMP recipe; the history logs ``amp_skipped`` / ``amp_scale``, and ``grad_norm``
+        over the applied updates only). Only a non-finite loss, a non-finite unscaled
+        gradient norm the scaler did not attribute to overflow, or more than
+        ``paired.AMP_MAX_SKIPPED`` consecutive skipped updates stop the run. Without CUDA the
+        setting is ignored with a warning (the run trains in float32 and ``config.json`` records
+        ``resolved.amp = false``). Evaluation stays in float32.
+    channels_last: convert the model and the input batches to ``torch.channels_last`` memory format
+        (faster convolutions with tensor cores; on CPU it runs too, results equal within float
+        rounding, not bitwise).
     """
 
     steps: int
@@ -75,6 +106,8 @@ class PairedTrainConfig:
     ckpt_every: int | None = None
     snapshot_every: int | None = None
     keep_snapshots: int = 3
+    amp: bool = False
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         def _int(name: str, minimum: int, optional: bool = False) -> None:
@@ -112,7 +145,7 @@ class PairedTrainConfig:
             self.grad_clip = float(self.grad_clip)
             if not self.grad_clip > 0:
                 raise ValueError(f"PairedTrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
-        for name in ("cosine", "augment"):
+        for name in ("cosine", "augment", "amp", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"PairedTrainConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.device, str) or not self.device:
@@ -155,11 +188,13 @@ class PairedTrainConfig:
         """Short stable hash (12 hex chars of SHA-256 over the sorted-key JSON of :meth:`to_dict`).
 
         ``exclude`` drops fields first, e.g. ``BOOKKEEPING_FIELDS`` for "same weights" identity.
+        Fields of :data:`LATE_FIELD_DEFAULTS` at their default are not hashed (see the module
+        docstring), so configs from before they existed keep their hash.
         """
-        d = self.to_dict()
+        d = _hash_dict(self.to_dict(), LATE_FIELD_DEFAULTS)
         for k in exclude:
-            if k not in d:
+            if k not in self.field_names():
                 raise KeyError(f"config_hash: {k!r} is not a PairedTrainConfig field")
-            d.pop(k)
+            d.pop(k, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]

@@ -25,13 +25,27 @@ Files written in ``out_dir``: ``config.json`` (resolved config, at start), ``his
 (one row per ``log_every`` steps and at each evaluation), ``last.pt``, ``best.pt``,
 optionally ``step_XXXXXXXX.pt`` snapshots, and ``prediverge.pt`` on divergence.
 
-No global state: the model, optimiser, scheduler and data loader are locals, so wrapping the model
-(e.g. ``DistributedDataParallel``) later only changes how ``model`` is built and how the
-sampler shards indices.
+Several processes (``torchrun``; :mod:`dehazelab.train.distributed` has the common rules):
+``cfg.batch_size`` is the *global* batch; each rank takes its contiguous slice of every global batch
+(:class:`EpochSampler` with ``rank`` / ``world_size``) and the model is wrapped in
+``DistributedDataParallel`` (``device_ids=[local_rank]`` on CUDA), which broadcasts rank 0's weights
+at construction and averages the gradients in ``backward``. The logged loss (and its parts) is the
+mean over ranks and is what the divergence test looks at, so all ranks stop together; the gradient
+norm is that of the averaged gradient (the same on every rank). Only rank 0 writes files and
+evaluates (its un-wrapped model). A parameter that gets no gradient in a step is an error in DDP
+(``find_unused_parameters=False``): freeze it (``requires_grad=False``) before training.
+DDP broadcasts rank 0's buffers (e.g. running statistics) at every forward. Layers that use batch
+statistics in training (AECR-Net's FastDeconv whitening, BatchNorm) see only their rank's slice, so
+such models do not reproduce the one-process run exactly (no SyncBatchNorm); dropout masks differ
+per rank too. Model outputs pass through DDP unchanged (attributes such as IICL's ``.iicl`` survive).
+
+CUDA options: ``cfg.amp`` (float16 autocast + ``GradScaler``; rule for skipped steps in
+:class:`~dehazelab.train.config.PairedTrainConfig`) and ``cfg.channels_last``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
@@ -63,7 +77,8 @@ from dehazelab.train.checkpoint import (
     unwrap_model,
     validate_model_spec,
 )
-from dehazelab.train.config import BOOKKEEPING_FIELDS, PairedTrainConfig
+from dehazelab.train import distributed as ddp
+from dehazelab.train.config import BOOKKEEPING_FIELDS, PairedTrainConfig, with_late_defaults
 
 __all__ = [
     "LossFn",
@@ -81,6 +96,7 @@ __all__ = [
     "train_paired",
     "HISTORY_FILE",
     "CONFIG_FILE",
+    "AMP_MAX_SKIPPED",
 ]
 
 #: ``loss_fn(out, clear, hazy, batch) -> (loss, {part: float})``
@@ -90,6 +106,9 @@ MetricFn = Callable[[torch.Tensor, torch.Tensor], Mapping[str, torch.Tensor]]
 
 HISTORY_FILE = "history.csv"
 CONFIG_FILE = "config.json"
+#: With AMP, this many *consecutive* updates skipped by the GradScaler (overflowing gradients even
+#: after as many halvings of the loss scale, i.e. scale 2**16 → 2**-16) count as divergence.
+AMP_MAX_SKIPPED = 32
 
 
 def as_loss_fn(loss_fn: Callable | None) -> LossFn:
@@ -173,42 +192,77 @@ class EpochSampler(Sampler[int]):
 
     Because the permutation depends only on ``(seed, epoch)``, a run resumed at step ``s`` rebuilds
     exactly the remaining batches of its epoch (``start = (s mod steps_per_epoch)·batch_size``).
-    A later distributed version would take ``indices[rank::world_size]`` here.
+
+    Distributed (``world_size`` > 1, ``batch_size`` = the *global* batch): the permutation is the
+    same on every rank; of each complete global batch ``indices[j·B : (j+1)·B]`` rank ``r`` yields
+    its contiguous slice ``[r·B/W, (r+1)·B/W)`` (an incomplete last batch is dropped), so the ranks
+    together see exactly the batches of a one-process run. Load it with ``batch_size = B/W``.
     """
 
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0):
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, *, rank: int = 0, world_size: int = 1,
+                 batch_size: int | None = None):
         if not 0 <= start <= n:
             raise ValueError(f"start={start} outside [0, {n}]")
         self.n, self.seed, self.epoch, self.start = int(n), int(seed), int(epoch), int(start)
+        self.rank, self.world_size = int(rank), int(world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {rank} outside [0, {world_size})")
+        self.batch_size = None if batch_size is None else int(batch_size)
+        if self.world_size > 1:
+            if self.batch_size is None:
+                raise ValueError("EpochSampler: world_size > 1 needs the global batch_size")
+            self.local_batch = ddp.DistContext(0, self.world_size).local_batch(self.batch_size)
 
     def permutation(self) -> list[int]:
         g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, 0))
         return torch.randperm(self.n, generator=g).tolist()
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.permutation()[self.start :])
+        rest = self.permutation()[self.start :]
+        if self.world_size == 1:
+            return iter(rest)
+        b, lb = self.batch_size, self.local_batch
+        out: list[int] = []
+        for j in range(len(rest) // b):
+            lo = j * b + self.rank * lb
+            out.extend(rest[lo : lo + lb])
+        return iter(out)
 
     def __len__(self) -> int:
-        return self.n - self.start
+        if self.world_size == 1:
+            return self.n - self.start
+        return ((self.n - self.start) // self.batch_size) * self.local_batch
 
 
-def epoch_loader(train_set: Dataset, cfg: PairedTrainConfig, epoch: int, start_batch: int = 0) -> DataLoader:
+def epoch_loader(train_set: Dataset, cfg: PairedTrainConfig, epoch: int, start_batch: int = 0, *,
+                 rank: int = 0, world_size: int = 1) -> DataLoader:
     """The DataLoader for ``epoch``, skipping its first ``start_batch`` batches.
+
+    ``cfg.batch_size`` is the global batch; with ``world_size`` > 1 the loader yields rank
+    ``rank``'s slices of ``cfg.batch_size / world_size`` images (see :class:`EpochSampler`).
 
     Calls ``train_set.set_epoch(epoch)`` when the dataset has it (``dehazelab.data.PairedDataset``
     draws its crops/flips from ``(seed, epoch, index)``, which makes resuming exact with any
     number of workers).
 
-    The loader's own generator (seeded from ``(seed, epoch)``) only feeds worker base seeds;
-    workers are initialised with :func:`dehazelab.repro.seed_worker`.
+    The loader's own generator (seeded from ``(seed, epoch)``, and the rank for ranks > 0) only
+    feeds worker base seeds; workers are initialised with :func:`dehazelab.repro.seed_worker`.
     """
     if callable(getattr(train_set, "set_epoch", None)):
         train_set.set_epoch(epoch)
-    sampler = EpochSampler(len(train_set), cfg.seed, epoch, start_batch * cfg.batch_size)
-    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, 1))
+    if world_size == 1:
+        sampler = EpochSampler(len(train_set), cfg.seed, epoch, start_batch * cfg.batch_size)
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, 1))
+        local_batch = cfg.batch_size
+    else:
+        sampler = EpochSampler(len(train_set), cfg.seed, epoch, start_batch * cfg.batch_size, rank=rank,
+                               world_size=world_size, batch_size=cfg.batch_size)
+        keys = (cfg.seed, epoch, 1) if rank == 0 else (cfg.seed, epoch, 1, rank)
+        gen = torch.Generator().manual_seed(derive_seed(*keys))
+        local_batch = sampler.local_batch
     return DataLoader(
         train_set,
-        batch_size=cfg.batch_size,
+        batch_size=local_batch,
         sampler=sampler,
         drop_last=True,
         num_workers=cfg.num_workers,
@@ -317,7 +371,7 @@ def measure_step_time(
 # the loop
 # --------------------------------------------------------------------------------------------
 def _check_resume(ckpt: Mapping[str, Any], cfg: PairedTrainConfig, model_spec: Mapping[str, Any] | None, path: Path) -> None:
-    saved = ckpt.get("config") or {}
+    saved = with_late_defaults(ckpt.get("config"))
     now = cfg.to_dict()
     diff = sorted(k for k in set(saved) | set(now)
                   if k not in BOOKKEEPING_FIELDS and saved.get(k) != now.get(k))
@@ -330,6 +384,12 @@ def _check_resume(ckpt: Mapping[str, Any], cfg: PairedTrainConfig, model_spec: M
     spec = validate_model_spec(model_spec)
     if spec is not None and ckpt.get("model_spec") not in (None, spec):
         raise ValueError(f"cannot resume from {path}: model_spec {ckpt['model_spec']!r} != {spec!r}")
+
+
+def _scaler_found_inf(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``scaler.unscale_(optimizer)`` found inf/NaN gradients (then ``scaler.step`` skips)."""
+    found = scaler._found_inf_per_device(optimizer)  # private, but the only exact source (torch >= 1.6)
+    return any(float(v) > 0 for v in found.values())
 
 
 def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
@@ -378,9 +438,15 @@ def train_paired(
     stop_at: stop after this step (saving ``last.pt``) as if interrupted, e.g. to train in
         chunks across notebook sessions; the schedule still spans ``cfg.steps``.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments;
+    ``cfg.batch_size`` is the global batch (see the module docstring and
+    :mod:`dehazelab.train.distributed`). Bit-exact resume is guaranteed only in a single process. Every rank returns the
+    history read from ``out_dir`` (written by rank 0; empty on a rank that does not see it).
+
     Raises
     ------
     TrainingDiverged: the loss or gradient norm became non-finite (see module docstring).
+    ValueError: ``cfg.batch_size`` is not divisible by the number of processes.
     """
     from tqdm.auto import tqdm
 
@@ -393,7 +459,10 @@ def train_paired(
     loss_fn = as_loss_fn(loss_fn)
     model_spec = validate_model_spec(model_spec)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    dctx = ddp.DistContext.from_env()
+    dctx.local_batch(cfg.batch_size)  # a clear error before anything else when W does not divide the batch
+    if dctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     n_train = len(train_set)
     if n_train < cfg.batch_size:
@@ -412,69 +481,107 @@ def train_paired(
 
     seed_everything(cfg.seed, cfg.threads)
     device = pick_device(cfg.device)
+    dctx, device = ddp.init_distributed(device)
+    world, rank = dctx.world_size, dctx.rank
+    use_amp = bool(cfg.amp and device.type == "cuda")
+    amp_note = None
+    if cfg.amp and not use_amp:
+        amp_note = f"amp=True ignored: device {device} is not CUDA, trained in float32"
+        warnings.warn(f"PairedTrainConfig.{amp_note}", stacklevel=2)
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     if loss_module is not None:
         loss_module.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
     scheduler = make_scheduler(optimizer, cfg)
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
     ckdir = CheckpointDir(out_dir, keep=cfg.keep_snapshots)
     history = HistoryLog(out_dir / HISTORY_FILE)
     window = MeanWindow()
     best: dict[str, Any] = {"metric": "psnr", "value": None, "step": None}
     step = 0
+    amp_skipped_run = 0  # consecutive updates skipped by the GradScaler
 
-    if resume and ckdir.last.exists():
+    have_last = bool(resume and ckdir.last.exists())
+    if dctx.enabled and ddp.any_rank(have_last) != ddp.all_ranks(have_last):
+        raise RuntimeError(f"{ckdir.last} is visible on some ranks only: the run folder must be on a filesystem "
+                           "shared by all ranks")
+    if have_last:
         ckpt = load_checkpoint(ckdir.last)
         _check_resume(ckpt, cfg, model_spec, ckdir.last)
         try:
             unwrap_model(model).load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
+            if scaler is not None and "amp_scaler" in ckpt["extra"]:
+                scaler.load_state_dict(ckpt["extra"]["amp_scaler"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"cannot restore training state from {ckdir.last}: {e}") from e
         step = int(ckpt["step"])
         best = dict(ckpt["best"])
         window.load_state_dict(ckpt["extra"].get("window", {}))
+        amp_skipped_run = int(ckpt["extra"].get("amp_skipped_run", 0))
         restore_rng_state(ckpt["rng"])
-        history.truncate(step)
+        if dctx.is_main:
+            history.truncate(step)
         resumed_from = step
     else:
-        history.clear()
-        ckdir.clear()
+        if dctx.is_main:
+            history.clear()
+            ckdir.clear()
         resumed_from = None
 
-    write_json(out_dir / CONFIG_FILE, {
-        "config": cfg.to_dict(),
-        "config_hash": cfg.config_hash(),
-        "resolved": {
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "n_train": n_train,
-            "n_test": None if test_set is None else len(test_set),
-            "steps_per_epoch": steps_per_epoch,
-            "n_params": sum(p.numel() for p in params),
-            "model_spec": model_spec,
-            "model_class": type(unwrap_model(model)).__qualname__,
-            "loss_fn": loss_name,
-            "resumed_from_step": resumed_from,
-        },
-    })
+    train_model: nn.Module = model
+    if dctx.enabled:
+        # broadcasts rank 0's parameters and buffers; averages gradients in backward
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        # rank 0 keeps the single-process RNG streams; the others get their own
+        seed_everything(derive_seed(cfg.seed, rank) if resumed_from is None else derive_seed(cfg.seed, rank, step))
+
+    resolved = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "n_train": n_train,
+        "n_test": None if test_set is None else len(test_set),
+        "steps_per_epoch": steps_per_epoch,
+        "n_params": sum(p.numel() for p in params),
+        "model_spec": model_spec,
+        "model_class": type(unwrap_model(model)).__qualname__,
+        "loss_fn": loss_name,
+        "resumed_from_step": resumed_from,
+        "world_size": world,
+        "backend": dctx.backend,
+        "batch_per_rank": cfg.batch_size // world,
+        "amp": use_amp,
+        "channels_last": cfg.channels_last,
+    }
+    if amp_note is not None:
+        resolved["amp_note"] = amp_note
+    if dctx.is_main:
+        write_json(out_dir / CONFIG_FILE, {"config": cfg.to_dict(), "config_hash": cfg.config_hash(),
+                                           "resolved": resolved})
 
     last_step = cfg.steps if stop_at is None else min(cfg.steps, int(stop_at))
 
     def state(at_step: int, rng: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        extra: dict[str, Any] = {"window": window.state_dict(), "config_hash": cfg.config_hash()}
+        if scaler is not None:
+            extra["amp_scaler"] = scaler.state_dict()
+            extra["amp_skipped_run"] = amp_skipped_run
         return make_checkpoint(step=at_step, model=model, optimizer=optimizer, scheduler=scheduler,
-                               best=best, model_spec=model_spec, config=cfg.to_dict(), rng=rng,
-                               extra={"window": window.state_dict(), "config_hash": cfg.config_hash()})
+                               best=best, model_spec=model_spec, config=cfg.to_dict(), rng=rng, extra=extra)
 
     tqdm_kw: dict[str, Any] = {"total": cfg.steps, "initial": step, "desc": out_dir.name, "unit": "step",
                                "dynamic_ncols": True}
-    if not progress:
+    if not progress or not dctx.is_main:
         tqdm_kw["disable"] = True  # otherwise tqdm reads TQDM_DISABLE from the environment
     bar = tqdm(**tqdm_kw)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
     model.train()
     batches: Iterator[Mapping[str, Any]] | None = None
     try:
@@ -483,65 +590,109 @@ def train_paired(
             rng_before = capture_rng_state()
             epoch, b = divmod(step, steps_per_epoch)
             if batches is None or b == 0:
-                batches = iter(epoch_loader(train_set, cfg, epoch, b))
+                batches = iter(epoch_loader(train_set, cfg, epoch, b, rank=rank, world_size=world))
             batch = next(batches)
             hazy = batch["hazy"].to(device)
             clear = batch["clear"].to(device)
+            if cfg.channels_last:
+                hazy = hazy.contiguous(memory_format=torch.channels_last)
+                clear = clear.contiguous(memory_format=torch.channels_last)
             lr_now = float(optimizer.param_groups[0]["lr"])
 
-            out = model(hazy)
-            loss, parts = loss_fn(out, clear, hazy, batch)
+            with autocast():
+                out = train_model(hazy)
+                loss, parts = loss_fn(out, clear, hazy, batch)
             # parts "l1" -> column "loss_l1"; a part named "loss" repeats the total and is dropped
             parts = {(k if k.startswith("loss_") else f"loss_{k}"): float(v) for k, v in parts.items() if k != "loss"}
             loss_val = float(loss.detach())
+            if dctx.enabled:  # the global batch's loss: every rank decides divergence on the same value
+                means = ddp.mean_over_ranks({"loss": loss_val, **parts})
+                loss_val = means.pop("loss")
+                parts = means
             diverged = ("loss", loss_val) if nonfinite(loss_val) else None
+            amp_skip = False
             if diverged is None:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if scaler is None:
+                    loss.backward()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
                 gnorm_t = _grad_norm(params)
                 gnorm = float(gnorm_t)
-                if nonfinite(gnorm):
+                if scaler is not None and _scaler_found_inf(scaler, optimizer):
+                    # unscale_ found inf/NaN gradients: the scaler skips this update and lowers the
+                    # scale (an overflow of the scaled loss, not divergence) — unless it keeps happening
+                    amp_skip = True
+                    if amp_skipped_run + 1 > AMP_MAX_SKIPPED:
+                        diverged = (f"gradient norm (AMP: {amp_skipped_run + 1} consecutive skipped updates)",
+                                    gnorm)
+                elif nonfinite(gnorm):
                     diverged = ("gradient norm", gnorm)
             if diverged is not None:
                 # Nothing has been applied yet: model/optimiser/scheduler/window are the state
                 # after step `step`, and rng_before is the RNG state at its end.
-                saved = ckdir.save_prediverge(state(step, rng=rng_before))
+                saved = ckdir.save_prediverge(state(step, rng=rng_before)) if dctx.is_main else None
                 raise TrainingDiverged(step + 1, diverged[0], diverged[1], {"loss": loss_val, **parts},
                                        last_good=ckdir.last if ckdir.last.exists() else None, saved=saved)
-            if cfg.grad_clip is not None:
+            if cfg.grad_clip is not None and not amp_skip:
                 torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, gnorm_t)
-            optimizer.step()
-            scheduler.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)  # skipped when unscale_ found inf/NaN
+                scaler.update()
+                amp_skipped_run = amp_skipped_run + 1 if amp_skip else 0
+            if amp_skip:
+                with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": intended
+                    warnings.simplefilter("ignore", UserWarning)
+                    scheduler.step()
+            else:
+                scheduler.step()
             step += 1
-            window.add({"loss": loss_val, **parts, "grad_norm": gnorm, "time_per_step": time.perf_counter() - t0})
+            logged = {"loss": loss_val, **parts}
+            if not amp_skip:
+                logged["grad_norm"] = gnorm
+            if scaler is not None:
+                logged.update({"amp_skipped": float(amp_skip), "amp_scale": float(scaler.get_scale())})
+            logged["time_per_step"] = time.perf_counter() - t0
+            window.add(logged)
             bar.update(1)
 
             do_eval = test_set is not None and (step == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0))
-            ev: dict[str, float] = {}
-            improved = False
+            if dctx.is_main:
+                ev: dict[str, float] = {}
+                improved = False
+                if do_eval:
+                    ev = evaluate(model, test_set, device, metric_fn)
+                    model.train()
+                    if best["value"] is None or ev["psnr"] > best["value"]:
+                        best = {"metric": "psnr", "value": float(ev["psnr"]), "step": step}
+                        improved = True
+
+                # Order matters for crash safety: the history row goes to disk before last.pt, so a
+                # resume never misses a row (rows past the checkpoint are truncated on resume).
+                if step % cfg.log_every == 0 or do_eval or step == cfg.steps:
+                    row: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch, "lr": lr_now}
+                    row.update(window.means())
+                    row.update({"psnr": ev.get("psnr"), "ssim": ev.get("ssim"), "eval_n": ev.get("n")})
+                    row.update({f"eval_{k}": v for k, v in ev.items() if k not in ("psnr", "ssim", "n")})
+                    history.append(row)
+                    window.reset()
+                    post = {"loss": f"{row['loss']:.4f}"}
+                    if ev:
+                        post["psnr"] = f"{ev['psnr']:.2f}"
+                    bar.set_postfix(post, refresh=False)
+
+                ckdir.save_due(state, step=step, last_step=last_step, ckpt_every=cfg.ckpt_every,
+                               snapshot_every=cfg.snapshot_every, evaluated=bool(do_eval), improved=bool(improved))
+            else:
+                if step % cfg.log_every == 0 or do_eval or step == cfg.steps:
+                    window.reset()
             if do_eval:
-                ev = evaluate(model, test_set, device, metric_fn)
-                model.train()
-                if best["value"] is None or ev["psnr"] > best["value"]:
-                    best = {"metric": "psnr", "value": float(ev["psnr"]), "step": step}
-                    improved = True
-
-            # Order matters for crash safety: the history row goes to disk before last.pt, so a
-            # resume never misses a row (rows past the checkpoint are truncated on resume).
-            if step % cfg.log_every == 0 or do_eval or step == cfg.steps:
-                row: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch, "lr": lr_now}
-                row.update(window.means())
-                row.update({"psnr": ev.get("psnr"), "ssim": ev.get("ssim"), "eval_n": ev.get("n")})
-                row.update({f"eval_{k}": v for k, v in ev.items() if k not in ("psnr", "ssim", "n")})
-                history.append(row)
-                window.reset()
-                post = {"loss": f"{row['loss']:.4f}"}
-                if ev:
-                    post["psnr"] = f"{ev['psnr']:.2f}"
-                bar.set_postfix(post, refresh=False)
-
-            ckdir.save_due(state, step=step, last_step=last_step, ckpt_every=cfg.ckpt_every,
-                           snapshot_every=cfg.snapshot_every, evaluated=bool(do_eval), improved=bool(improved))
+                ddp.barrier()  # the other ranks wait for rank 0's evaluation
     finally:
         bar.close()
+    ddp.barrier()  # rank 0's last files are written before anyone returns
+    del train_model
     return history.read()

@@ -51,6 +51,29 @@ Evaluation, checkpoints, resume, divergence
   several updates (e.g. CUT's D step precedes the generator loss, which needs the updated D), so
   the state "just before the failing update" is a half-applied iteration; resume from ``last.pt``.
 
+Several processes (``torchrun``)
+--------------------------------
+The rules of :mod:`dehazelab.train.distributed` hold: ``cfg.batch_size`` is the global batch, each
+rank trains on its contiguous slice of every global batch, rank 0 keeps ``cfg.seed`` and ranks > 0
+re-seed from ``derive_seed(cfg.seed, rank)``, only rank 0 writes files and evaluates, logged values
+are means over ranks. The networks are *not* wrapped in ``DistributedDataParallel``: a method
+iteration makes several updates (D, then G and the heads) of networks whose ``requires_grad`` is
+toggled in between, evaluates networks in passes whose gradients are discarded, and may build
+networks late — patterns DDP's reducer (one all-reduce per ``backward`` over a fixed parameter set)
+does not fit. The same mathematics is done explicitly: every update of
+:meth:`~dehazelab.methods.UnpairedMethod._backward_step` averages the gradients of the parameters it
+steps over ranks before the optimiser step (the averaged gradient of the global batch, exactly what
+DDP computes), and its loss / gradient-norm checks use values all-reduced over ranks, so all ranks
+raise together. Every network's parameters and buffers are broadcast from rank 0 at the start, and
+again (with the optimiser states) if the first iteration created parameters that did not exist
+before (a lazily built head; none of the current methods does that — CUT's heads are built eagerly
+in ``__init__``). What is per rank: randomness drawn inside the step (CUT's patch positions,
+FastCUT's flip, the image pools' coin flips) and the image pools themselves (each rank pools its
+own fakes; checkpoints hold rank 0's pools, which every rank loads when resuming).
+
+Mixed precision is not implemented for the GAN loops (the several interleaved losses would need
+one GradScaler per optimiser and per-update skip rules); ``channels_last`` is.
+
 Cost
 ----
 History rows carry ``sec_per_step`` (wall-clock of ``method.train_step`` alone, window mean; data
@@ -91,8 +114,9 @@ from dehazelab.train.checkpoint import (
     restore_rng_state,
     validate_model_spec,
 )
-from dehazelab.train.config import BOOKKEEPING_FIELDS
-from dehazelab.train.paired import CONFIG_FILE, HISTORY_FILE, MetricFn, epoch_loader, evaluate
+from dehazelab.train import distributed as ddp
+from dehazelab.train.config import BOOKKEEPING_FIELDS, _hash_dict, with_late_defaults
+from dehazelab.train.paired import CONFIG_FILE, HISTORY_FILE, MetricFn, derive_seed, epoch_loader, evaluate
 
 __all__ = [
     "UnpairedTrainConfig",
@@ -107,6 +131,9 @@ __all__ = [
 #: Fields that do not change the trained weights (may differ when resuming).
 UNPAIRED_BOOKKEEPING_FIELDS: tuple[str, ...] = (*BOOKKEEPING_FIELDS, "eval_max_images")
 DECAY_DATA = ("resize", "keep")
+#: Fields added after configs had been recorded: not hashed at their default, default when absent
+#: from a saved config (see :mod:`dehazelab.train.config`).
+UNPAIRED_LATE_FIELD_DEFAULTS: dict[str, Any] = {"channels_last": False}
 #: Method log names with these prefixes go to the history as they are; others get ``loss_``.
 _LOG_PREFIXES = ("loss_", "gnorm_", "stat_")
 
@@ -143,6 +170,9 @@ class UnpairedTrainConfig:
     log_every, ckpt_every, snapshot_every, keep_snapshots: as in
         :class:`~dehazelab.train.config.PairedTrainConfig` (``ckpt_every=None``: ``last.pt`` at every
         evaluation and at the end).
+    channels_last: networks and input batches in ``torch.channels_last`` memory format (a CUDA
+        speed option; runs on CPU too, equal to the default within float rounding). Not hashed
+        while ``False``. (No ``amp``: mixed precision is not implemented for the GAN loops.)
     """
 
     n_steps: int
@@ -162,6 +192,7 @@ class UnpairedTrainConfig:
     ckpt_every: int | None = None
     snapshot_every: int | None = None
     keep_snapshots: int = 3
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         def _int(name: str, minimum: int, optional: bool = False) -> None:
@@ -189,8 +220,9 @@ class UnpairedTrainConfig:
                              f"and n_steps_decay={self.n_steps_decay}")
         if self.decay_data not in DECAY_DATA:
             raise ValueError(f"UnpairedTrainConfig.decay_data must be one of {DECAY_DATA}, got {self.decay_data!r}")
-        if not isinstance(self.augment, bool):
-            raise TypeError(f"UnpairedTrainConfig.augment must be a bool, got {self.augment!r}")
+        for name in ("augment", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"UnpairedTrainConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.device, str) or not self.device:
             raise TypeError(f"UnpairedTrainConfig.device must be a non-empty string, got {self.device!r}")
 
@@ -225,10 +257,13 @@ class UnpairedTrainConfig:
         return dataclasses.replace(self, **changes)
 
     def config_hash(self, exclude: Iterable[str] = ()) -> str:
-        """12 hex chars of SHA-256 over the sorted-key JSON of :meth:`to_dict` (minus ``exclude``)."""
-        d = self.to_dict()
+        """12 hex chars of SHA-256 over the sorted-key JSON of :meth:`to_dict` (minus ``exclude``;
+        ``channels_last`` is left out while ``False``, so hashes recorded before it existed hold)."""
+        d = _hash_dict(self.to_dict(), UNPAIRED_LATE_FIELD_DEFAULTS)
         for k in exclude:
-            d.pop(k)
+            if k not in self.to_dict():
+                raise KeyError(k)
+            d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
@@ -433,7 +468,7 @@ def measure_cost(method_name: str, cfg: UnpairedTrainConfig | Mapping[str, Any],
 # --------------------------------------------------------------------------------------------
 def _check_resume(ckpt: Mapping[str, Any], cfg: UnpairedTrainConfig, hparams: Mapping[str, Any],
                   model_spec: Mapping[str, Any], path: Path) -> None:
-    saved, now = ckpt.get("config") or {}, cfg.to_dict()
+    saved, now = with_late_defaults(ckpt.get("config"), UNPAIRED_LATE_FIELD_DEFAULTS), cfg.to_dict()
     diff = sorted(k for k in set(saved) | set(now) if k not in UNPAIRED_BOOKKEEPING_FIELDS and saved.get(k) != now.get(k))
     if diff:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
@@ -478,7 +513,13 @@ def train_unpaired(
         ``cfg.steps``.
     metric_fn: see :func:`dehazelab.train.paired.evaluate`.
 
-    Raises :class:`~dehazelab.train.checkpoint.TrainingDiverged` on a non-finite loss/gradient.
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments;
+    ``cfg.batch_size`` is the global batch (module docstring, :mod:`dehazelab.train.distributed`).
+    Bit-exact resume is guaranteed only in a single process. Every rank returns the
+    history read from ``out_dir`` (written by rank 0; empty on a rank that does not see it).
+
+    Raises :class:`~dehazelab.train.checkpoint.TrainingDiverged` on a non-finite loss/gradient, and
+    ``ValueError`` when ``cfg.batch_size`` is not divisible by the number of processes.
     """
     from tqdm.auto import tqdm
 
@@ -487,7 +528,10 @@ def train_unpaired(
     if stop_at is not None and int(stop_at) < 1:
         raise ValueError(f"stop_at must be >= 1, got {stop_at}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    dctx = ddp.DistContext.from_env()
+    dctx.local_batch(cfg.batch_size)  # a clear error before anything else when W does not divide the batch
+    if dctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     n_train = len(train_set)
     if n_train < cfg.batch_size:
@@ -505,7 +549,9 @@ def train_unpaired(
 
     seed_everything(cfg.seed, cfg.threads)
     device = pick_device(cfg.device)
-    method.to(device)
+    dctx, device = ddp.init_distributed(device)
+    world, rank = dctx.world_size, dctx.rank
+    method.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
     method.set_lr_schedule(LinearDecay.from_config(cfg))
     model_spec = validate_model_spec(method.model_spec())
     hparams = method.hparams()
@@ -517,7 +563,11 @@ def train_unpaired(
     best: dict[str, Any] = {"metric": "psnr", "value": None, "step": None}
     step = 0
 
-    if resume and ckdir.last.exists():
+    have_last = bool(resume and ckdir.last.exists())
+    if dctx.enabled and ddp.any_rank(have_last) != ddp.all_ranks(have_last):
+        raise RuntimeError(f"{ckdir.last} is visible on some ranks only: the run folder must be on a filesystem "
+                           "shared by all ranks")
+    if have_last:
         ckpt = load_checkpoint(ckdir.last)
         _check_resume(ckpt, cfg, hparams, model_spec, ckdir.last)
         try:
@@ -531,32 +581,47 @@ def train_unpaired(
         best = dict(ckpt["best"])
         window.load_state_dict(ckpt["extra"].get("window", {}))
         restore_rng_state(ckpt["rng"])
-        history.truncate(step)
+        if dctx.is_main:
+            history.truncate(step)
         resumed_from: int | None = step
     else:
-        history.clear()
-        ckdir.clear()
+        if dctx.is_main:
+            history.clear()
+            ckdir.clear()
         resumed_from = None
 
-    write_json(out_dir / CONFIG_FILE, {
-        "config": cfg.to_dict(),
-        "config_hash": cfg.config_hash(),
-        "method": method.name,
-        "method_hparams": hparams,
-        "resolved": {
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "n_train": n_train,
-            "n_test": None if test_set is None else len(test_set),
-            "steps_per_epoch": steps_per_epoch,
-            "n_params": method.n_params(),
-            "model_spec": model_spec,
-            "method_class": type(method).__qualname__,
-            "decay_phase_data": phase_how,
-            "resumed_from_step": resumed_from,
-        },
-    })
+    if dctx.enabled:
+        for net in method.nets.values():
+            ddp.broadcast_module_(net)  # every rank starts from rank 0's networks
+        # rank 0 keeps the single-process RNG streams; the others get their own
+        seed_everything(derive_seed(cfg.seed, rank) if resumed_from is None else derive_seed(cfg.seed, rank, step))
+    param_ids = _param_ids(method)
+
+    resolved = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "n_train": n_train,
+        "n_test": None if test_set is None else len(test_set),
+        "steps_per_epoch": steps_per_epoch,
+        "n_params": method.n_params(),
+        "model_spec": model_spec,
+        "method_class": type(method).__qualname__,
+        "decay_phase_data": phase_how,
+        "resumed_from_step": resumed_from,
+        "world_size": world,
+        "backend": dctx.backend,
+        "batch_per_rank": cfg.batch_size // world,
+        "channels_last": cfg.channels_last,
+    }
+    if dctx.is_main:
+        write_json(out_dir / CONFIG_FILE, {
+            "config": cfg.to_dict(),
+            "config_hash": cfg.config_hash(),
+            "method": method.name,
+            "method_hparams": hparams,
+            "resolved": resolved,
+        })
 
     last_step = cfg.steps if stop_at is None else min(cfg.steps, int(stop_at))
 
@@ -569,12 +634,13 @@ def train_unpaired(
 
     tqdm_kw: dict[str, Any] = {"total": cfg.steps, "initial": step, "desc": out_dir.name, "unit": "step",
                                "dynamic_ncols": True}
-    if not progress:
+    if not progress or not dctx.is_main:
         tqdm_kw["disable"] = True
     bar = tqdm(**tqdm_kw)
     method.train()
     batches: Iterator[Mapping[str, Any]] | None = None
     phase: str | None = None
+    first_step = True
     try:
         while step < last_step:
             t_data = time.perf_counter()
@@ -585,8 +651,11 @@ def train_unpaired(
                 batches = None  # rebuild: worker processes hold a copy of the dataset
             phase = want
             if batches is None or b == 0:
-                batches = iter(epoch_loader(data, cfg, epoch, b))
+                batches = iter(epoch_loader(data, cfg, epoch, b, rank=rank, world_size=world))
             batch = next(batches)
+            if cfg.channels_last:
+                batch = {k: (v.contiguous(memory_format=torch.channels_last)
+                             if isinstance(v, torch.Tensor) and v.dim() == 4 else v) for k, v in batch.items()}
             lr_now = method.lr()
             t0 = time.perf_counter()
             try:
@@ -597,38 +666,61 @@ def train_unpaired(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             sec = time.perf_counter() - t0
+            if first_step:
+                first_step = False
+                if dctx.enabled and _param_ids(method) != param_ids:
+                    # the step built new parameters (a lazily created network): make all ranks equal
+                    for net in method.nets.values():
+                        ddp.broadcast_module_(net)
+                    for opt in method.optimizers.values():
+                        ddp.broadcast_optimizer_state_(opt)
+                    param_ids = _param_ids(method)
             method.step_schedulers()
             step += 1
             parts = {(k if k.startswith(_LOG_PREFIXES) else f"loss_{k}"): float(v) for k, v in logs.items()}
+            if dctx.enabled:
+                parts = ddp.mean_over_ranks(parts)
             window.add({**parts, "sec_per_step": sec, "data_sec": t0 - t_data})
             bar.update(1)
 
             do_eval = test_set is not None and (step == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0))
-            ev: dict[str, float] = {}
-            improved = False
-            if do_eval:
-                ev = evaluate(dehazer, test_set, device, metric_fn, max_images=cfg.eval_max_images)
-                method.train()
-                if best["value"] is None or ev["psnr"] > best["value"]:
-                    best = {"metric": "psnr", "value": float(ev["psnr"]), "step": step}
-                    improved = True
+            log_due = step % cfg.log_every == 0 or do_eval or step == cfg.steps
+            if dctx.is_main:
+                ev: dict[str, float] = {}
+                improved = False
+                if do_eval:
+                    ev = evaluate(dehazer, test_set, device, metric_fn, max_images=cfg.eval_max_images)
+                    method.train()
+                    if best["value"] is None or ev["psnr"] > best["value"]:
+                        best = {"metric": "psnr", "value": float(ev["psnr"]), "step": step}
+                        improved = True
 
-            if step % cfg.log_every == 0 or do_eval or step == cfg.steps:
-                row: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch, "lr": lr_now,
-                                       "decay_phase": int(phase == "decay")}
-                row.update(window.means())
-                row["peak_mem_mb"] = peak_memory_mb(device)
-                row.update({"psnr": ev.get("psnr"), "ssim": ev.get("ssim"), "eval_n": ev.get("n")})
-                row.update({f"eval_{k}": v for k, v in ev.items() if k not in ("psnr", "ssim", "n")})
-                history.append(row)
+                if log_due:
+                    row: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch, "lr": lr_now,
+                                           "decay_phase": int(phase == "decay")}
+                    row.update(window.means())
+                    row["peak_mem_mb"] = peak_memory_mb(device)
+                    row.update({"psnr": ev.get("psnr"), "ssim": ev.get("ssim"), "eval_n": ev.get("n")})
+                    row.update({f"eval_{k}": v for k, v in ev.items() if k not in ("psnr", "ssim", "n")})
+                    history.append(row)
+                    window.reset()
+                    post = {k: f"{row[k]:.3f}" for k in ("loss_G", "loss_D") if row.get(k) is not None}
+                    if ev:
+                        post["psnr"] = f"{ev['psnr']:.2f}"
+                    bar.set_postfix(post, refresh=False)
+
+                ckdir.save_due(checkpoint, step=step, last_step=last_step, ckpt_every=cfg.ckpt_every,
+                               snapshot_every=cfg.snapshot_every, evaluated=bool(do_eval), improved=bool(improved))
+            elif log_due:
                 window.reset()
-                post = {k: f"{row[k]:.3f}" for k in ("loss_G", "loss_D") if row.get(k) is not None}
-                if ev:
-                    post["psnr"] = f"{ev['psnr']:.2f}"
-                bar.set_postfix(post, refresh=False)
-
-            ckdir.save_due(checkpoint, step=step, last_step=last_step, ckpt_every=cfg.ckpt_every,
-                           snapshot_every=cfg.snapshot_every, evaluated=bool(do_eval), improved=bool(improved))
+            if do_eval:
+                ddp.barrier()  # the other ranks wait for rank 0's evaluation
     finally:
         bar.close()
+    ddp.barrier()  # rank 0's last files are written before anyone returns
     return history.read()
+
+
+def _param_ids(method: UnpairedMethod) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Identity of every network's parameter set (to notice networks built during a step)."""
+    return tuple((k, tuple(id(p) for p in net.parameters())) for k, net in sorted(method.nets.items()))
