@@ -187,6 +187,29 @@ def derive_seed(*keys: int) -> int:
     return ((int(a) << 32) | int(b)) & (2**63 - 1)
 
 
+def reseed_rank(seed: int, rank: int, resumed_step: int | None) -> None:
+    """Give rank ``rank > 0`` of a distributed run its own RNG streams (rank 0 keeps the
+    single-process ones, so a 1-process run is unchanged); after a resume they also depend on the step."""
+    seed_everything(derive_seed(seed, rank) if resumed_step is None else derive_seed(seed, rank, resumed_step))
+
+
+def resolved_run(device: torch.device, n_train: int, test_set: Dataset | None, steps_per_epoch: int,
+                 dctx: "ddp.DistContext", batch_size: int, **specific: Any) -> dict[str, Any]:
+    """The ``resolved`` block of a run's config.json that both trainers share, then ``specific``."""
+    return {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "n_train": n_train,
+        "n_test": None if test_set is None else len(test_set),
+        "steps_per_epoch": steps_per_epoch,
+        "world_size": dctx.world_size,
+        "backend": dctx.backend,
+        "batch_per_rank": batch_size // dctx.world_size,
+        **specific,
+    }
+
+
 class EpochSampler(Sampler[int]):
     """Indices of one epoch: ``randperm(n)`` seeded by ``(seed, epoch)``, starting at ``start``.
 
@@ -540,26 +563,12 @@ def train_paired(
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
         # rank 0 keeps the single-process RNG streams; the others get their own
-        seed_everything(derive_seed(cfg.seed, rank) if resumed_from is None else derive_seed(cfg.seed, rank, step))
+        reseed_rank(cfg.seed, rank, None if resumed_from is None else step)
 
-    resolved = {
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "n_train": n_train,
-        "n_test": None if test_set is None else len(test_set),
-        "steps_per_epoch": steps_per_epoch,
-        "n_params": sum(p.numel() for p in params),
-        "model_spec": model_spec,
-        "model_class": type(unwrap_model(model)).__qualname__,
-        "loss_fn": loss_name,
-        "resumed_from_step": resumed_from,
-        "world_size": world,
-        "backend": dctx.backend,
-        "batch_per_rank": cfg.batch_size // world,
-        "amp": use_amp,
-        "channels_last": cfg.channels_last,
-    }
+    resolved = resolved_run(device, n_train, test_set, steps_per_epoch, dctx, cfg.batch_size,
+                            n_params=sum(p.numel() for p in params), model_spec=model_spec,
+                            model_class=type(unwrap_model(model)).__qualname__, loss_fn=loss_name,
+                            resumed_from_step=resumed_from, amp=use_amp, channels_last=cfg.channels_last)
     if amp_note is not None:
         resolved["amp_note"] = amp_note
     if dctx.is_main:

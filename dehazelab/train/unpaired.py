@@ -116,7 +116,7 @@ from dehazelab.train.checkpoint import (
 )
 from dehazelab.train import distributed as ddp
 from dehazelab.train.config import BOOKKEEPING_FIELDS, _hash_dict, with_late_defaults
-from dehazelab.train.paired import CONFIG_FILE, HISTORY_FILE, MetricFn, derive_seed, epoch_loader, evaluate
+from dehazelab.train.paired import CONFIG_FILE, HISTORY_FILE, MetricFn, epoch_loader, evaluate, reseed_rank, resolved_run
 
 __all__ = [
     "UnpairedTrainConfig",
@@ -594,26 +594,13 @@ def train_unpaired(
         for net in method.nets.values():
             ddp.broadcast_module_(net)  # every rank starts from rank 0's networks
         # rank 0 keeps the single-process RNG streams; the others get their own
-        seed_everything(derive_seed(cfg.seed, rank) if resumed_from is None else derive_seed(cfg.seed, rank, step))
+        reseed_rank(cfg.seed, rank, None if resumed_from is None else step)
     param_ids = _param_ids(method)
 
-    resolved = {
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "n_train": n_train,
-        "n_test": None if test_set is None else len(test_set),
-        "steps_per_epoch": steps_per_epoch,
-        "n_params": method.n_params(),
-        "model_spec": model_spec,
-        "method_class": type(method).__qualname__,
-        "decay_phase_data": phase_how,
-        "resumed_from_step": resumed_from,
-        "world_size": world,
-        "backend": dctx.backend,
-        "batch_per_rank": cfg.batch_size // world,
-        "channels_last": cfg.channels_last,
-    }
+    resolved = resolved_run(device, n_train, test_set, steps_per_epoch, dctx, cfg.batch_size,
+                            n_params=method.n_params(), model_spec=model_spec,
+                            method_class=type(method).__qualname__, decay_phase_data=phase_how,
+                            resumed_from_step=resumed_from, channels_last=cfg.channels_last)
     if dctx.is_main:
         write_json(out_dir / CONFIG_FILE, {
             "config": cfg.to_dict(),
