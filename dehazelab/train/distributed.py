@@ -2,9 +2,10 @@
 
 Both shared trainers (:func:`dehazelab.train.paired.train_paired`,
 :func:`dehazelab.train.unpaired.train_unpaired`) run unchanged in one process and, started by
-``torchrun --nproc-per-node N script.py`` (or several nodes), as N data-parallel processes::
+``torchrun --nproc-per-node N ...`` (or several nodes), as N data-parallel processes; the
+``train`` command (:mod:`dehazelab.launch`) is the entry point::
 
-    torchrun --standalone --nproc-per-node 4 train_script.py        # one node, 4 GPUs (or 4 CPU procs)
+    torchrun --standalone --nproc-per-node 4 -m dehazelab train config/runs/aecrnet_full.yaml   # 4 GPUs
 
 The rules (the same in both loops):
 
