@@ -141,6 +141,8 @@ def ours(df, label_col, extra=()):
     """Rename a notebook table's measured columns to 'ours: …' (quoted columns keep their names)."""
     keep = [label_col, "seeds", "PSNR", "PSNR ±95%", "SSIM", "SSIM ±95%", *extra]
     out = df[[c for c in keep if c in df.columns]].copy()
+    for c in [c for c in out.columns if c.startswith("#params")]:
+        out[c] = out[c].astype("Int64")  # counts, not measurements: no decimals
     return out.rename(columns={"PSNR": "ours: PSNR", "PSNR ±95%": "ours: PSNR ±95%", "SSIM": "ours: SSIM",
                                "SSIM ±95%": "ours: SSIM ±95%", label_col: "row"})
 
@@ -232,7 +234,8 @@ assert not bad, f"claims_long.csv columns differ from dehazelab.stats.CLAIM_COLU
 rederived = pd.Series([dstats.verdict(e, h) for e, h in zip(claims.estimate, claims.ci95)])
 with_interval = claims.ci95.notna()
 assert (claims.verdict[with_interval] == rederived[with_interval]).all(), "a notebook's verdict disagrees with its numbers"
-claims["ours (95% CI)"] = [dstats.format_estimate(e, h, u if isinstance(u, str) else "", 4 if m == "SSIM" or "s/iter" in str(u) else 2)
+DIGITS = {"SSIM": 4, "sec/iter": 4}  # PSNR (dB) and memory (MB): 2
+claims["ours (95% CI)"] = [dstats.format_estimate(e, h, u if isinstance(u, str) else "", DIGITS.get(m, 2))
                            for e, h, u, m in zip(claims.estimate, claims.ci95, claims.unit, claims.metric)]
 table = claims[["paper", "claim", "evidence", "comparison", "metric", "ours (95% CI)", "n", "verdict", "setting"]]
 table = table.rename(columns={"evidence": "paper's evidence", "n": "seeds", "verdict": "at this size"})
@@ -267,7 +270,7 @@ refs = {f"hazy input (02's {n02} test images)": float(tc.loc[tc.method.str.start
 
 psnr_claims = claims[claims.metric == "PSNR"].reset_index(drop=True)
 colour = {"held": "tab:green", "not shown": "tab:gray", "not held": "tab:red", "undetermined": "tab:orange"}
-fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 0.28 * max(len(summary), len(psnr_claims)) + 1.6),
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 0.28 * max(len(summary), len(psnr_claims)) + 2.4),
                                gridspec_kw={"width_ratios": [1, 1.15]})
 ys = np.arange(len(summary))[::-1]
 groups = list(dict.fromkeys(summary.group))
@@ -279,8 +282,8 @@ for (name, v), ls in zip(refs.items(), (":", "--")):
     ax0.axvline(v, color="black", lw=0.8, ls=ls, label=name)
 ax0.set_yticks(ys, [f"{g.split()[0]} · {r}" for g, r in zip(summary.group, summary.row)], fontsize=7)
 ax0.set_xlabel("PSNR (dB), SOTS-indoor test")
-ax0.set_title(f"ours, {cfg.read_size} size: mean ± 95% CI over seeds", fontsize=10)
-ax0.legend(fontsize=7, loc="lower right")
+ax0.set_title(f"ours ({cfg.read_size}): PSNR, mean ± 95% CI", fontsize=10)
+ax0.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
 yc = np.arange(len(psnr_claims))[::-1]
 for i, r in psnr_claims.iterrows():
     ax1.errorbar(r.estimate, yc[i], xerr=0 if np.isnan(r.ci95) else r.ci95, fmt="o", capsize=2, color=colour[r.category])
@@ -290,10 +293,10 @@ labels = [p.split()[0] + (f" [{s.split(';')[0]}]" if p.startswith("IICL") else "
 ax1.set_yticks(yc, [lab if len(lab) < 72 else lab[:69] + "…" for lab in labels], fontsize=7)
 ax1.yaxis.tick_right()
 ax1.set_xlabel("PSNR difference in the claimed direction (dB)")
-ax1.set_title("every PSNR claim: paired-by-seed difference ± 95% CI", fontsize=10)
+ax1.set_title("PSNR claims: paired-by-seed difference ± 95% CI", fontsize=10)
 for cat, c in colour.items():
     ax1.plot([], [], "o", color=c, label=cat)
-ax1.legend(fontsize=7, loc="lower left")
+ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4)
 fig.tight_layout()
 plotting.savefig(fig, OUT / "fig_summary.png")
 plt.show()
