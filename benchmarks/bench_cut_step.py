@@ -28,8 +28,8 @@ the first iteration, where every variant starts from the same weights, data and 
 
 Output: seconds per iteration (median of the timed iterations, variants interleaved round-robin so
 background load hits them alike), GFLOP per iteration from ``torch.utils.flop_counter.FlopCounterMode``
-(convolutions and matrix products, forward + backward), and utilisation = (GFLOP/s) / (fp32 matmul
-peak measured here with ``torch.mm``).
+(convolutions and matrix products, forward + backward), and utilisation = (GFLOP/s) / (this CPU's
+fp32 peak measured here, :func:`dehazelab.perf.fp32_peak`: the better of a matmul and a 3×3 conv).
 
 Measured (2026-11, 2 shared AVX-512 cores, torch 2.14.1; other jobs were running most of the time,
 so "min" is the least-disturbed iteration): 357 GFLOP per official-style iteration, 322.5 without
@@ -174,16 +174,11 @@ def cut_iteration(s: CUTSetup, real_A: torch.Tensor, real_B: torch.Tensor, *, ke
     return {"D": loss_D.item(), "G_GAN": loss_G_GAN.item(), "NCE_X": nce_x.item(), "NCE_Y": nce_y.item()}
 
 
-def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+def peak_gflops() -> float:
+    """This CPU's fp32 peak in GFLOP/s (:func:`dehazelab.perf.fp32_peak`: best of a 2048² matmul and a 3×3 conv)."""
+    from dehazelab.perf import fp32_peak
+
+    return fp32_peak()["peak"] / 1e9
 
 
 def count_gflop(s: CUTSetup, a, b, **kw) -> float:
@@ -217,8 +212,8 @@ def main(argv=None) -> None:
             ap.error(f"unknown variant {v!r}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ResNet-{args.n_blocks} ngf {args.ngf}, "
           f"{args.size}², batch {args.batch}")
-    peak = matmul_peak_gflops()
-    print(f"fp32 matmul peak (2048² mm, best of 10): {peak:.1f} GFLOP/s")
+    peak = peak_gflops()
+    print(f"fp32 peak (best of a 2048² matmul and a 3×3 conv): {peak:.1f} GFLOP/s")
 
     base = build(args.ngf, args.n_blocks)
     gdata = torch.Generator().manual_seed(123)
@@ -278,8 +273,8 @@ def main(argv=None) -> None:
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak RSS of this process: {rss:.2f} GiB (per-variant only when a single variant is run)")
-    peak = max(peak, matmul_peak_gflops())  # again at the end: take the better (less disturbed) value
-    print(f"fp32 matmul peak, best of start/end: {peak:.1f} GFLOP/s")
+    peak = max(peak, peak_gflops())  # again at the end: take the better (less disturbed) value
+    print(f"fp32 peak, best of start/end: {peak:.1f} GFLOP/s")
     print("\nmin = best iteration (least disturbed by other processes); util and speed-ups use min and median")
     print(f"{'variant':12s} {'median s':>8s} {'min s':>6s} {'max s':>6s} {'GFLOP/it':>8s} {'GFLOP/s@min':>11s} "
           f"{'util@min':>8s} {'x(min)':>6s} {'x(med)':>6s}")

@@ -10,8 +10,9 @@ ngf 64, PatchGAN ndf 64, 256 PatchNCE positions, batch 1; here at 128×128 on th
 measured by :func:`dehazelab.train.unpaired.measure_cost` in a fresh spawned process (warm-up
 iterations, then timed ``train_step`` calls on a random batch; the process's peak RSS above its
 baseline after imports), one after the other. GFLOP per iteration come from torch's
-``FlopCounterMode`` over one ``train_step`` in this process, and utilisation is GFLOP/s over a
-``torch.mm`` peak measured here (best of 10). This is a benchmark, not a test: it asserts nothing
+``FlopCounterMode`` over one ``train_step`` in this process, and utilisation is GFLOP/s over this
+CPU's fp32 peak measured here (:func:`dehazelab.perf.fp32_peak`: the better of a matrix product and a
+3×3 convolution). This is a benchmark, not a test: it asserts nothing
 about time. ``benchmarks/bench_cut_step.py`` compares the official order of work of one CUT
 iteration with ours.
 
@@ -24,12 +25,12 @@ quoted at ~5.1 s per iteration at this config on these machines (``docs/methods.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dehazelab.methods import build_method
+from dehazelab.perf import fp32_peak
 from dehazelab.repro import seed_everything
 from dehazelab.train.unpaired import measure_cost
 
@@ -38,17 +39,6 @@ OFFICIAL = {
     "fastcut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
     "cyclegan": {"ngf": 64, "n_blocks": 9, "ndf": 64},
 }
-
-
-def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def iteration_gflop(name: str, size: int, kwargs: dict) -> float:
@@ -73,8 +63,10 @@ def main(argv=None) -> None:
     for m in names:
         if m not in OFFICIAL:
             ap.error(f"unknown method {m!r}; known: {sorted(OFFICIAL)}")
-    peak = matmul_peak_gflops()
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.size}², batch 1; fp32 matmul peak {peak:.1f} GFLOP/s")
+    fp32 = {k: v / 1e9 for k, v in fp32_peak().items()}
+    peak = fp32["peak"]
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.size}², batch 1; fp32 peak {peak:.1f} GFLOP/s "
+          f"(2048² matmul {fp32['mm']:.1f}, 3×3 conv {fp32['conv3x3']:.1f}; dehazelab.perf.fp32_peak)")
     print(f"{'method':9s} {'median s':>8s} {'mean s':>7s} {'GFLOP/it':>8s} {'GFLOP/s':>8s} {'util':>6s} {'peak MB':>8s}")
     # all timings first: a spawned child inherits this process's peak-RSS record (Linux), so this
     # process must not have built a network yet when the children measure their memory
