@@ -565,21 +565,26 @@ def load_spec(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunSpec
 # --------------------------------------------------------------------------------------------
 # distributed environment (read only: the trainers initialise torch.distributed)
 # --------------------------------------------------------------------------------------------
-def _env_int(name: str, default: int) -> int:
+def _dist_context():
+    """torchrun's ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``, parsed by the trainers' own
+    :meth:`~dehazelab.train.distributed.DistContext.from_env` (a malformed value stops with an error
+    naming the variable instead of silently running as rank 0)."""
+    from .train.distributed import DistContext  # imports torch: only when a run needs it
+
     try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
+        return DistContext.from_env()
+    except ValueError as e:
+        raise LaunchError(f"torchrun environment: {e}") from None
 
 
 def rank() -> int:
     """This process's global rank under ``torchrun`` (``$RANK``), 0 otherwise."""
-    return _env_int("RANK", 0)
+    return _dist_context().rank
 
 
 def world_size() -> int:
     """The number of ranks under ``torchrun`` (``$WORLD_SIZE``), 1 otherwise."""
-    return max(1, _env_int("WORLD_SIZE", 1))
+    return _dist_context().world_size
 
 
 def _say(msg: str) -> None:

@@ -53,6 +53,19 @@ def smoke_raw() -> dict:
     return yaml.safe_load(SMOKE.read_text())
 
 
+def test_torchrun_environment_is_parsed_once_and_checked(monkeypatch, tmp_path, capsys):
+    assert (launch.rank(), launch.world_size()) == (0, 1)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    assert (launch.rank(), launch.world_size()) == (3, 4)
+    monkeypatch.setenv("RANK", "three")  # used to run silently as rank 0
+    with pytest.raises(LaunchError, match=r"RANK='three' is not an integer"):
+        launch.rank()
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(LaunchError, match=r"rank 4 outside \[0, 4\)"):
+        launch.world_size()
+
+
 # ------------------------------------------------------------------------------------------ validation
 @pytest.mark.parametrize("edit, key", [
     (lambda s: s.update(modle="aecrnet"), "modle"),
