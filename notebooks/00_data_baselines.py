@@ -402,10 +402,15 @@ if real_files:
     fig = plotting.image_grid(
         [list(r) for r in zip(*real_rows)], row_titles=["hazy photo", "DCP"], col_titles=[f.stem for f in real_files]
     )
-    plotting.savefig(fig, OUT / "fig_dcp_real.png")
-    plt.show()
 else:
+    # the figure is one of the pipeline's outputs: say plainly why it holds no photographs
     print("no real hazy photos available (no benchmark data folder)")
+    fig, ax = plt.subplots(figsize=(7, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, "No real hazy photographs: no benchmark data folder with real-hazy/\n"
+            "(set DEHAZELAB_DATA, see the README). Nothing was dehazed here.", ha="center", va="center")
+plotting.savefig(fig, OUT / "fig_dcp_real.png")
+plt.show()
 
 # %% [markdown]
 # ## Results written by this notebook

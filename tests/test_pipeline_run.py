@@ -1,0 +1,120 @@
+"""The pipeline end to end at smoke size, in a copy of the workflow: `snakemake` runs every notebook
+through papermill, notebook 90 assembles *this* run's results, and `snakemake --report` writes one
+self-contained HTML file holding every figure and table the Snakefile marks, with its caption.
+
+About 2 minutes on 2 cores (the notebooks at their parameters-cell defaults)."""
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dehazelab import paths
+
+# what the Snakefile reads: itself, the configs and profiles, the report captions, the notebooks, the
+# library (an input of every notebook rule; the kernels, started in the workflow folder, import this
+# copy, which pyproject.toml marks as the repository root) and the tools the rules call
+WORKFLOW = ["Snakefile", "pyproject.toml", "config", "profiles", "report", "notebooks", "dehazelab", "tools"]
+
+
+def report_spec() -> dict:
+    """The Snakefile's REPORT dict, read without running Snakemake (a literal by design)."""
+    m = re.search(r"^REPORT = (\{.*?^\})$", (paths.ROOT / "Snakefile").read_text(), re.MULTILINE | re.DOTALL)
+    assert m, "the Snakefile defines no REPORT dict"
+    return ast.literal_eval(m.group(1))
+
+
+@pytest.fixture(scope="module", params=["benchmark data", "no data"])
+def smoke_run(request, tmp_path_factory):
+    """The smoke pipeline and its report, on the benchmark data (skipped when there is none) and on
+    the synthetic fallback: every output the Snakefile declares must be written either way."""
+    data = paths.data_root()
+    if request.param == "benchmark data" and data is None:
+        pytest.skip("no benchmark data (DEHAZELAB_DATA / ../shared/data)")
+    work = tmp_path_factory.mktemp("workflow")
+    for name in WORKFLOW:
+        src = paths.ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints",
+                                                                            "drafts"))
+        else:
+            shutil.copy2(src, work / name)
+    env = {k: v for k, v in os.environ.items() if k != "DEHAZELAB_RESULTS"}  # the Snakefile sets it
+    env["DEHAZELAB_DATA"] = str(data) if request.param == "benchmark data" else ""
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml", "--cores", "2"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    html = work / "report.html"
+    rep = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml", "--report", str(html)],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert rep.returncode == 0, rep.stdout[-4000:] + rep.stderr[-4000:]
+    return work, html, request.param
+
+
+@pytest.mark.slow
+def test_every_notebook_ran_and_90_assembled_this_run(smoke_run):
+    work, _, setting = smoke_run
+    spec = report_spec()
+    for nb in spec:
+        out = work / "results" / "smoke" / nb
+        assert (out / "metrics.json").is_file(), nb
+        assert (out / f"{nb}.ipynb").is_file(), nb
+        for name in ([f"{f}.png" for f in spec[nb]["figures"]] + [f"{t}.csv" for t in spec[nb]["tables"]]
+                     + [f"{t}.html" for t in spec[nb]["tables"]]):
+            f = out / name
+            assert f.is_file() and f.stat().st_size > 0, f
+    # notebook 90 read the smoke results of this copy, not the repository's committed small ones
+    executed = json.loads((work / "results" / "smoke" / "90_tables_figures" / "90_tables_figures.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert f"assembling the 'smoke' results under {work / 'results'}" in text
+    # and the data setting was the one asked for (recorded in notebook 00's config.json)
+    cfg = json.loads((work / "results" / "smoke" / "00_data_baselines" / "config.json").read_text())
+    assert (cfg["data_root"] is None) == (setting == "no data"), cfg["data_root"]
+
+
+@pytest.mark.slow
+def test_report_is_one_self_contained_file_with_every_marked_output(smoke_run):
+    work, html, _ = smoke_run
+    page = html.read_text(encoding="utf-8", errors="replace")
+    # nothing is fetched when the report is opened: no external scripts, styles or images
+    assert not re.search(r"<script[^>]+src=[\"']https?:", page)
+    assert not re.search(r"<link[^>]+href=[\"']https?:", page)
+    assert not re.search(r"<img[^>]+src=[\"']https?:", page)
+    spec = report_spec()
+
+    def shown(text: str) -> bool:  # the report stores its texts JSON-escaped (non-ASCII as \uXXXX)
+        return text in page or json.dumps(text)[1:-1] in page
+
+    for nb, entry in spec.items():
+        assert shown(entry["title"]), entry["title"]
+        for name in entry["figures"]:
+            assert f"filename={name}.png;base64," in page, f"{nb}/{name}.png is not embedded in the report"
+        for name in entry["tables"]:  # as HTML pages (the report shows those inline, a CSV only as a download)
+            assert f"filename={name}.html;base64," in page, f"{nb}/{name}.html is not embedded in the report"
+        for shows in list(entry["figures"].values()) + list(entry["tables"].values()):
+            assert shown(shows), f"caption missing from the report: {shows!r}"
+    # every embedded PNG is a real image (report data URIs carry the file's bytes in base64)
+    import base64
+
+    pngs = re.findall(r"data:image/png;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", page)
+    assert len(pngs) >= sum(len(e["figures"]) for e in spec.values())
+    for name, data in pngs:
+        assert base64.b64decode(data[:64] + "=" * (-len(data[:64]) % 4))[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_report_captions_are_complete():
+    """Each notebook lists figures and tables with a one-line caption (what the report's "shows" label says)."""
+    spec = report_spec()
+    for nb, entry in spec.items():
+        assert set(entry) == {"title", "figures", "tables"}, nb
+        for kind in ("figures", "tables"):
+            assert entry[kind], (nb, kind)
+            for name, shows in entry[kind].items():
+                assert isinstance(shows, str) and 20 <= len(shows) <= 200, (nb, name, shows)
+                assert kind != "figures" or name.startswith("fig_"), (nb, name)
