@@ -37,7 +37,8 @@ the two key passes (G fwd+bwd alone is ~95 GFLOP per 128² image). ``torch.mm`` 
 2 idle threads and 172 on one.
 
 * 2 threads, quiet window (best of 4): official 1.63 s, nograd 1.62, reuse 1.52, fast 1.48 (×1.10),
-  official_cl 1.79, fast_cl 1.57 — ~61-64 % of the matmul peak. Medians were 5-7 s: with the other
+  official_cl 1.79, fast_cl 1.57 — ~61-64 % of that machine's matmul-only peak (measured before
+  ``dehazelab.perf``; rerun for utilisation against today's fp32 peak). Medians were 5-7 s: with the other
   core busy, 2-thread OpenMP runs stall.
 * 1 thread, one core free (median of 5): official 3.26 s, nograd 3.25, reuse 2.97, fast 2.94
   (×1.11), official_cl 3.52, fast_cl 3.14 — ~65 % of the 1-thread peak.

@@ -16,10 +16,10 @@ CPU's fp32 peak measured here (:func:`dehazelab.perf.fp32_peak`: the better of a
 about time. ``benchmarks/bench_cut_step.py`` compares the official order of work of one CUT
 iteration with ours.
 
-Measured 2026-12-02 on 2 idle cores (torch 2.14.1, matmul peak 330 GFLOP/s), median of 3 after 1
-warm-up: CUT 1.72 s / 322.5 GFLOP (56 % of peak), FastCUT 0.96 s / 190.8 GFLOP (60 %), CycleGAN
-2.59 s / 468.8 GFLOP (54 %); peak RSS above baseline 913 / 614 / 1196 MB. The official CUT code was
-quoted at ~5.1 s per iteration at this config on these machines (``docs/methods.md`` §7).
+Measured 2026-12-02 on 2 idle cores of an AMD EPYC (torch 2.14.1; fp32 peak 441 GFLOP/s from the
+3×3 conv, 196 from the 2048² matmul), median of 3 after 1 warm-up: CUT 1.23 s / 322.5 GFLOP (60 % of
+the peak), FastCUT 0.76 s / 190.8 GFLOP (57 %), CycleGAN 1.73 s / 468.8 GFLOP (62 %); peak RSS above
+baseline 850 / 552 / 1131 MB. The official CUT code was quoted at ~5.1 s per iteration at this config on these machines (``docs/methods.md`` §7).
 """
 
 from __future__ import annotations
