@@ -200,11 +200,11 @@ for _nb in NOTEBOOKS:
 
 
 # The report renders HTML inline but offers a CSV only as a download, so each marked table also gets a
-# small HTML page (tools/table_html.py: formatting only; the CSV stays the full-precision record).
+# small HTML page (report/table_html.py: formatting only; the CSV stays the full-precision record).
 rule table_html:
     input:
         csv="results/{size}/{nb}/{table}.csv",
-        tool="tools/table_html.py",
+        tool="report/table_html.py",
     output:
         report("results/{size}/{nb}/{table}.html", caption="report/table.rst",
                category=lambda w: REPORT[w.nb]["title"], subcategory="tables",
@@ -216,4 +216,4 @@ rule table_html:
         title=lambda w: f"{REPORT[w.nb]['title']} — {w.table}",
         shows=lambda w: REPORT[w.nb]["tables"][w.table],
     shell:
-        PYTHON + " tools/table_html.py {input.csv:q} {output:q} --title {params.title:q} --shows {params.shows:q}"
+        PYTHON + " report/table_html.py {input.csv:q} {output:q} --title {params.title:q} --shows {params.shows:q}"

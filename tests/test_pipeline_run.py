@@ -17,10 +17,10 @@ import pytest
 
 from dehazelab import paths
 
-# what the Snakefile reads: itself, the configs and profiles, the report captions, the notebooks, the
-# library (an input of every notebook rule; the kernels, started in the workflow folder, import this
-# copy, which pyproject.toml marks as the repository root) and the tools the rules call
-WORKFLOW = ["Snakefile", "pyproject.toml", "config", "profiles", "report", "notebooks", "dehazelab", "tools"]
+# what the Snakefile reads: itself, the configs and profiles, the report texts and table renderer, the
+# notebooks, and the library (an input of every notebook rule; the kernels, started in the workflow
+# folder, import this copy, which pyproject.toml marks as the repository root)
+WORKFLOW = ["Snakefile", "pyproject.toml", "config", "profiles", "report", "notebooks", "dehazelab"]
 
 
 def report_spec() -> dict:

@@ -1,4 +1,4 @@
-"""tools/table_html.py: a results CSV as the HTML page `snakemake --report` shows (formatting only)."""
+"""report/table_html.py: a results CSV as the HTML page `snakemake --report` shows (formatting only)."""
 
 import importlib.util
 from html.parser import HTMLParser
@@ -9,7 +9,7 @@ import pytest
 
 from dehazelab import paths
 
-_spec = importlib.util.spec_from_file_location("table_html", paths.ROOT / "tools" / "table_html.py")
+_spec = importlib.util.spec_from_file_location("table_html", paths.ROOT / "report" / "table_html.py")
 table_html = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(table_html)
 

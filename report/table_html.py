@@ -1,7 +1,7 @@
 """Render one results table (a notebook's full-precision ``<name>.csv``) as a small self-contained HTML
 page, the form `snakemake --report` shows inline (it offers a CSV only as a download).
 
-    python tools/table_html.py results/small/90_tables_figures/claims_all.csv out.html \\
+    python report/table_html.py results/small/90_tables_figures/claims_all.csv out.html \\
         --title "90 · claims_all" --shows "Every claim of the four papers ..."
 
 Numbers are shown with 4 decimals (the ``.md`` beside each CSV uses the same default); the CSV keeps
