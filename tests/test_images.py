@@ -200,6 +200,19 @@ def test_write_then_read_round_trips_8bit_values(tmp_path):
     assert [f.name for f in p.parent.iterdir()] == ["o.png"]  # no temporary file left behind
 
 
+def test_written_files_get_the_usual_permissions(tmp_path):
+    # the atomic write goes through a mkstemp file (mode 0600); the result must follow the umask like
+    # any file a user writes (dehazed photos were unreadable to the user's group before)
+    import os
+
+    old = os.umask(0o022)
+    try:
+        p = write_image(tmp_path / "o.png", np.zeros((2, 2, 3), np.float32))
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644
+
+
 def test_write_clips_and_rounds(tmp_path):
     a = np.array([[[-0.5, 0.5, 1.5]]], dtype=np.float32)
     write_image(tmp_path / "c.png", a)

@@ -10,14 +10,13 @@ Decoding is PIL's. PIL's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at its defa
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..io import atomic_open
 from .errors import data_error
 
 #: File extensions (lower case) treated as images when listing folders.
@@ -146,14 +145,6 @@ def write_image(path: str | Path, array: np.ndarray) -> Path:
         arr = arr[..., 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise ValueError(f"{path}: expected an HxWx3 or HxW array, got shape {arr.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(np.ascontiguousarray(arr)).save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as fh:  # usual permissions (umask), not mkstemp's 0600
+        Image.fromarray(np.ascontiguousarray(arr)).save(fh, format="PNG")
     return path

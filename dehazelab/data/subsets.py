@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io import atomic_write_text
 from .errors import DataError, data_error
 from .layouts import find_pairs
 
@@ -85,11 +84,7 @@ def write_manifest(root: str | Path, path: str | Path = MANIFEST_PATH) -> Path:
     """Build the manifest of ``root`` and write it as JSON to ``path`` (atomically). Returns ``path``."""
     path = Path(path)
     text = json.dumps(build_manifest(root), indent=1) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def load_manifest(manifest: str | Path | dict | None = None) -> dict:
