@@ -40,6 +40,10 @@ the two key passes (G fwd+bwd alone is ~95 GFLOP per 128² image). ``torch.mm`` 
   official_cl 1.79, fast_cl 1.57 — ~61-64 % of that machine's matmul-only peak (measured before
   ``dehazelab.perf``; rerun for utilisation against today's fp32 peak). Medians were 5-7 s: with the other
   core busy, 2-thread OpenMP runs stall.
+* 2026-12-02, 2 idle threads of an AMD EPYC, against :func:`dehazelab.perf.fp32_peak` (414 GFLOP/s,
+  from the 3×3 conv; the 2048² matmul reaches about half): official 1.47 s median / 1.38 min (63 % at
+  min), nograd 1.46 / 1.27, reuse 1.34 / 1.17, fast 1.33 / 1.19 (×1.10 median), official_cl 1.56,
+  fast_cl 1.42 — the same picture: the key passes are the saving, ``channels_last`` does not help.
 * 1 thread, one core free (median of 5): official 3.26 s, nograd 3.25, reuse 2.97, fast 2.94
   (×1.11), official_cl 3.52, fast_cl 3.14 — ~65 % of the 1-thread peak.
 * So: the saving is the FLOPs removed (key passes: −10 %); ``no_grad`` keys and batching change
