@@ -193,8 +193,8 @@ for _nb in NOTEBOOKS:
             'DEHAZELAB_RESULTS="$PWD/results" TQDM_DISABLE=1 '
             + PYTHON + f" -m papermill {{input.nb:q}} {{output.nb:q}} -k python3 -l python --no-progress-bar "
             "-y {params.p:q} -p threads {threads}"
-            # an assembling notebook reads the results folder this pipeline writes (not the installed
-            # package's repository), so a copy of the workflow assembles its own results
+            # an assembling notebook reads the folder this job writes to ($PWD/results, as
+            # DEHAZELAB_RESULTS), not the repository the imported package resolves as its root
             + (' -p read_root "$PWD/results"' if _nb in ASSEMBLES else "")
             + " > {log:q} 2>&1"
 

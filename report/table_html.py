@@ -42,10 +42,8 @@ def render(df: pd.DataFrame, title: str, shows: str = "", source: str = "") -> s
         for v, is_num in zip(rec, numeric):
             if pd.isna(v):
                 cells.append('<td class="num"></td>' if is_num else "<td></td>")
-            elif is_num and isinstance(v, float) and not float(v).is_integer():
-                cells.append(f'<td class="num">{v:.4f}</td>')
-            elif is_num:
-                cells.append(f'<td class="num">{int(v) if float(v).is_integer() else v}</td>')
+            elif is_num:  # whole numbers (counts, #params in a float column) without decimals
+                cells.append(f'<td class="num">{int(v) if float(v).is_integer() else format(v, ".4f")}</td>')
             else:
                 cells.append(f"<td>{html.escape(str(v))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
