@@ -3,8 +3,8 @@
 Run either as one plain process (``WORLD_SIZE`` unset) or under ``torchrun --nproc-per-node 2``;
 both runs get the same arguments and the same *global* batches::
 
-    python tests/ddp_worker.py OUT_ROOT
-    python -m torch.distributed.run --nproc-per-node 2 --master-port P tests/ddp_worker.py OUT_ROOT
+    python tests/ddp_worker.py OUT_ROOT [float32|float64]
+    python -m torch.distributed.run --nproc-per-node 2 --master-port P tests/ddp_worker.py OUT_ROOT [float32|float64]
 
 Scenarios, in order (every rank runs all of them; the training functions are collectives):
 
@@ -14,9 +14,13 @@ Scenarios, in order (every rank runs all of them; the training functions are col
    ``out_dir`` (``paired_rank<r>``) so that the test can see that ranks > 0 write nothing.
 2. ``paired_resume`` — the same run in one shared folder, interrupted after step 3 (``stop_at``)
    and resumed to the end (every rank loads ``last.pt``).
-3. ``cut``      — :func:`train_unpaired` with a tiny CUT, global batch 2, 6 steps (4 + 2 decay).
+3. ``cut``      — :func:`train_unpaired` with a tiny CUT, global batch 2, 6 steps (4 + 2 decay);
+   ``cut_2steps`` the same run stopped after step 2.
 4. ``helpers``  — the collectives of :mod:`dehazelab.train.distributed` on rank-dependent tensors.
 5. ``bad_batch`` — global batch 3: a ``ValueError`` when the world size is 2.
+
+A second argument ``float64`` runs every scenario in float64 (the same initial weights and data,
+converted): the reference without float32 rounding.
 
 Each rank writes what it ends with (its own final weights, caught errors, helper results) to
 ``OUT_ROOT/worker_rank<r>.pt`` — the worker's file, not the trainers'.
@@ -92,27 +96,52 @@ def images(n: int, seed: int, h: int = CROP, w: int = CROP):
     return [im.permute(1, 2, 0).numpy().astype("float32") for im in big]
 
 
-def main(root: str) -> None:
+class AsDtype(torch.utils.data.Dataset):
+    """``ds``'s items with their tensors cast to ``dtype`` (for the float64 reference run)."""
+
+    def __init__(self, ds, dtype):
+        self.ds, self.dtype = ds, dtype
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getattr__(self, name):  # crop, augment, ... of the wrapped dataset
+        if name in ("ds", "dtype"):
+            raise AttributeError(name)
+        return getattr(self.ds, name)
+
+    def __getitem__(self, i):
+        return {k: v.to(self.dtype) if isinstance(v, torch.Tensor) else v for k, v in self.ds[i].items()}
+
+
+def main(root: str, dtype: str = "float32") -> None:
+    if dtype not in ("float32", "float64"):
+        raise SystemExit(f"dtype must be float32 or float64, got {dtype!r}")
+    # float64: every network and dataset is built exactly as in float32 (same random draws), then
+    # converted (the methods and evaluate() cast inputs to the networks' dtype) -- the same runs
+    # from the same start without float32 rounding, which the test uses to tell rounding apart from
+    # a real 1- vs 2-process difference.
+    dt = getattr(torch, dtype)
     ctx = ddp.DistContext.from_env()
     rank = ctx.rank
     report: dict = {"world_size": ctx.world_size, "rank": rank}
-    test_set = FixedPairs(n=2, seed=9)
+    test_set = AsDtype(FixedPairs(n=2, seed=9), dt)
 
     # 1. paired, one out_dir per rank
-    net = tiny_net()
+    net = tiny_net().to(dt)
     report["paired_initial"] = {k: v.clone() for k, v in net.state_dict().items()}
-    hist = train_paired(net, None, FixedPairs(), test_set, paired_cfg(), os.path.join(root, f"paired_rank{rank}"),
+    hist = train_paired(net, None, AsDtype(FixedPairs(), dt), test_set, paired_cfg(), os.path.join(root, f"paired_rank{rank}"),
                         model_spec={"model": "tiny", "kwargs": {}}, metric_fn=simple_metrics, progress=False)
     report["paired_final"] = {k: v.clone() for k, v in net.state_dict().items()}
     report["paired_hist_len"] = len(hist)
 
     # 2. paired, shared folder, interrupted and resumed
     shared = os.path.join(root, "paired_resume")
-    net = tiny_net()
-    train_paired(net, None, FixedPairs(), test_set, paired_cfg(), shared, model_spec={"model": "tiny", "kwargs": {}},
+    net = tiny_net().to(dt)
+    train_paired(net, None, AsDtype(FixedPairs(), dt), test_set, paired_cfg(), shared, model_spec={"model": "tiny", "kwargs": {}},
                  metric_fn=simple_metrics, progress=False, stop_at=3, resume=False)
-    net = tiny_net()
-    hist = train_paired(net, None, FixedPairs(), test_set, paired_cfg(), shared,
+    net = tiny_net().to(dt)
+    hist = train_paired(net, None, AsDtype(FixedPairs(), dt), test_set, paired_cfg(), shared,
                         model_spec={"model": "tiny", "kwargs": {}}, metric_fn=simple_metrics, progress=False,
                         resume=True)
     report["paired_resume_hist_len"] = len(hist)
@@ -120,13 +149,23 @@ def main(root: str) -> None:
 
     # 3. unpaired CUT (shared folder)
     method = build_method("cut", **CUT_KW)
+    for n in method.nets.values():
+        n.to(dt)  # in place: the optimisers keep their parameters
     report["cut_initial"] = {k: v.clone() for k, v in method.nets["G"].state_dict().items()}
     train_set = UnpairedDataset(images(4, 1), images(3, 2), crop=CROP, augment=False, seed=3)
-    pt = PairedDataset([(h, c, f"t{i}") for i, (h, c) in enumerate(zip(images(2, 5), images(2, 6)))])
+    pt = AsDtype(PairedDataset([(h, c, f"t{i}") for i, (h, c) in enumerate(zip(images(2, 5), images(2, 6)))]),
+                 dt)
     ucfg = UnpairedTrainConfig(n_steps=4, n_steps_decay=2, crop=CROP, batch_size=2, augment=False,
                                decay_data="keep", eval_every=3, log_every=1, seed=11, threads=1, device="cpu")
     train_unpaired(method, train_set, pt, ucfg, os.path.join(root, "cut"), resume=False, progress=False)
     report["cut_final"] = {name: {k: v.clone() for k, v in n.state_dict().items()} for name, n in method.nets.items()}
+    # the same run stopped after 2 steps (float32 is compared here: see tests/test_distributed.py)
+    method = build_method("cut", **CUT_KW)
+    for n in method.nets.values():
+        n.to(dt)
+    train_unpaired(method, train_set, pt, ucfg, os.path.join(root, "cut_2steps"), resume=False, progress=False,
+                   stop_at=2)
+    report["cut_2steps"] = {name: {k: v.clone() for k, v in n.state_dict().items()} for name, n in method.nets.items()}
 
     # 4. the collectives
     if ctx.enabled:
@@ -178,4 +217,4 @@ def main(root: str) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("TQDM_DISABLE", "1")
-    main(sys.argv[1])
+    main(*sys.argv[1:])

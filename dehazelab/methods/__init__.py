@@ -142,9 +142,11 @@ class UnpairedMethod:
         return {k: sum(p.numel() for p in net.parameters()) for k, net in self.nets.items()}
 
     def _inputs(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(real_A, real_B)`` = (hazy, clear) moved to the device and mapped to [-1, 1]."""
-        dev = self.device
-        return to_pm1(batch["hazy"].to(dev, torch.float32)), to_pm1(batch["clear"].to(dev, torch.float32))
+        """``(real_A, real_B)`` = (hazy, clear) moved to the generator's device and dtype (float32
+        unless the networks were converted, e.g. to float64 for a rounding-free reference run) and
+        mapped to [-1, 1]."""
+        p = next(self.generator().parameters())
+        return to_pm1(batch["hazy"].to(p.device, p.dtype)), to_pm1(batch["clear"].to(p.device, p.dtype))
 
     # ---------------------------------------------------------------------- learning rate
     def set_lr_schedule(self, lr_lambda: Callable[[int], float]) -> None:

@@ -327,10 +327,11 @@ def evaluate(
     train/eval mode is restored afterwards.
     """
     metric_fn = metric_fn or _default_metric_fn()
+    p = next(iter(model.parameters()), None)
     if device is None:
-        p = next(iter(model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device)
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32  # float64 reference runs
     n_total = len(dataset) if max_images is None else min(len(dataset), int(max_images))
     if n_total == 0:
         raise ValueError("evaluate: empty dataset")
@@ -342,8 +343,8 @@ def evaluate(
         with torch.no_grad():
             for i in range(n_total):
                 item = dataset[i]
-                hazy = item["hazy"].unsqueeze(0).to(device)
-                clear = item["clear"].unsqueeze(0).to(device)
+                hazy = item["hazy"].unsqueeze(0).to(device, dtype)
+                clear = item["clear"].unsqueeze(0).to(device, dtype)
                 pred = model(hazy).clamp(0.0, 1.0)
                 for k, v in metric_fn(pred, clear).items():
                     sums[k] = sums.get(k, 0.0) + float(torch.as_tensor(v, dtype=torch.float64).sum())
