@@ -4,7 +4,8 @@ Two parts:
 
 * **CPU-side behaviour** (always runs): ``amp=True`` without CUDA warns once, trains in float32 and
   says so in ``config.json``; ``channels_last=True`` runs on the CPU too and matches the default
-  memory format within float rounding (paired and unpaired loops); the new config fields do not
+  memory format within float rounding (paired and unpaired loops; one step of every unpaired
+  method at batch 1 and 2 in float64, where the InstanceNorm guard matters); the new config fields do not
   change the hash of configs that leave them at their defaults, and old checkpoints (configs
   without the fields) still resume.
 * **GPU tests** (class ``TestOnCuda``, skipped cleanly without a CUDA device).
@@ -116,6 +117,64 @@ def test_channels_last_unpaired_on_cpu_matches_contiguous(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(m1.dehazer().eval()(x), m0.dehazer().eval()(x), atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(h1["loss_G"], h0["loss_G"], rtol=1e-4)
+
+
+TINY_UNPAIRED = {
+    "cut": dict(ngf=4, n_blocks=2, ndf=4, n_layers_D=2, nce_layers=(0, 4, 8, 12, 13), num_patches=16, netF_nc=16),
+    "fastcut": dict(ngf=4, n_blocks=2, ndf=4, n_layers_D=2, nce_layers=(0, 4, 8, 12, 13), num_patches=16, netF_nc=16),
+    "cyclegan": dict(ngf=4, n_blocks=2, ndf=4, n_layers_D=2, pool_size=2),
+    "cddgan": dict(ngf=4, n_blocks=2, ndf=4, nce_layers=(0, 4, 8, 12, 13), num_patches=16, netF_nc=16,
+                   num_negatives=16, z_dim=8, pool_size=2),
+}
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("name", sorted(TINY_UNPAIRED))
+def test_channels_last_unpaired_step_gradients_equal_contiguous_float64(name, batch):
+    """One training step from the same state, channels-last vs contiguous, in float64 (so float
+    rounding is ~1e-15 and any real difference shows): every network's gradient and updated weights.
+    At batch 1 the generators' InstanceNorms receive channels-last gradients, which torch 2.14.1's
+    CPU instance_norm backward gets wrong (``dehazelab.models.norm``); unguarded, FastCUT's G weight
+    gradients were O(1) relative away from the contiguous run."""
+    import copy
+
+    from dehazelab.data.datasets import UnpairedDataset
+    from dehazelab.methods import build_method
+
+    torch.manual_seed(0)
+    ref = build_method(name, **TINY_UNPAIRED[name])
+    for net in ref.nets.values():
+        net.double()
+    cl = copy.deepcopy(ref)
+    cl.to("cpu", memory_format=torch.channels_last)
+    assert cl.nets[cl.generator_name].model[1].weight.is_contiguous(memory_format=torch.channels_last)
+    ds = UnpairedDataset(ddp_worker.images(4, 1, 32, 32), ddp_worker.images(3, 2, 32, 32), crop=32, augment=False,
+                         seed=3)
+    data = torch.utils.data.default_collate([ds[i] for i in range(batch)])
+    data_cl = {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) else v
+               for k, v in data.items()}
+    logs = {}
+    for key, m, b in (("c", ref, data), ("cl", cl, data_cl)):
+        torch.manual_seed(1)  # patch positions, pools, FastCUT's flip: the same draws
+        logs[key] = m.train_step(b, 0)
+    assert logs["c"].keys() == logs["cl"].keys()
+    for k in logs["c"]:
+        assert logs["cl"][k] == pytest.approx(logs["c"][k], rel=1e-9, abs=1e-12), k
+    n_checked = 0
+    for net in ref.nets:
+        pairs = [(k, p, q) for (k, p), (_, q) in zip(ref.nets[net].named_parameters(), cl.nets[net].named_parameters())
+                 if p.grad is not None]
+        if not pairs:
+            continue
+        # relative to the network's largest gradient: conv biases before a non-affine InstanceNorm
+        # have an exact gradient of 0 and carry only rounding noise
+        scale = max(float(p.grad.abs().max()) for _, p, _ in pairs)
+        assert scale > 1e-3
+        for k, p, q in pairs:
+            err = float((p.grad - q.grad).abs().max())
+            assert err <= 1e-9 * scale, f"{net}.{k}: gradient off by {err:.3g} (largest |grad| of {net}: {scale:.3g})"
+            n_checked += 1
+    assert n_checked > 10
 
 
 def _old_hash(c) -> str:

@@ -28,13 +28,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dehazelab.models.norm import InstanceNorm2d
 from dehazelab.models.antialias import BlurDownsample
 
 __all__ = ["PatchGANDiscriminator"]
 
 
 def _norm(channels: int) -> nn.Module:
-    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    return InstanceNorm2d(channels, affine=False, track_running_stats=False)  # nn.InstanceNorm2d, guarded
 
 
 class PatchGANDiscriminator(nn.Module):

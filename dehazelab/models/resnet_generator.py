@@ -47,6 +47,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dehazelab.models.norm import InstanceNorm2d
 from dehazelab.models.antialias import BlurDownsample, BlurUpsample
 
 __all__ = ["ResnetGenerator", "ResnetBlock", "to_pm1", "from_pm1", "CUT_NCE_LAYERS"]
@@ -67,7 +68,7 @@ def from_pm1(y: torch.Tensor) -> torch.Tensor:
 
 
 def _norm(channels: int) -> nn.Module:
-    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    return InstanceNorm2d(channels, affine=False, track_running_stats=False)  # nn.InstanceNorm2d, guarded
 
 
 class ResnetBlock(nn.Module):

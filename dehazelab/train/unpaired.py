@@ -171,8 +171,10 @@ class UnpairedTrainConfig:
         :class:`~dehazelab.train.config.PairedTrainConfig` (``ckpt_every=None``: ``last.pt`` at every
         evaluation and at the end).
     channels_last: networks and input batches in ``torch.channels_last`` memory format (a CUDA
-        speed option; runs on CPU too, equal to the default within float rounding). Not hashed
-        while ``False``. (No ``amp``: mixed precision is not implemented for the GAN loops.)
+        speed option; runs on CPU too, equal to the default within float rounding, batch 1
+        included: the networks' InstanceNorms guard against torch's batch-1 channels-last
+        backward defect, :mod:`dehazelab.models.norm`). Not hashed while ``False``. (No ``amp``:
+        mixed precision is not implemented for the GAN loops.)
     """
 
     n_steps: int
