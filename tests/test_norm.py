@@ -127,3 +127,36 @@ def test_report_whether_this_torch_still_has_the_defect():
     ref = _reference(x, go)
     assert not torch.allclose(_grads(nn.InstanceNorm2d(8), x, go), ref, atol=1e-6)
     torch.testing.assert_close(_grads(InstanceNorm2d(8), x, go), ref, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["fastcut", "cyclegan", "cddgan"])
+def test_guard_is_bitwise_a_noop_in_default_contiguous_training(name, monkeypatch):
+    """Default (contiguous) training at batch 1 never hands an InstanceNorm a non-contiguous
+    gradient, so the guard changes no bit of it: results trained before the guard stay valid."""
+    import copy
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import ddp_worker
+    from test_cuda import TINY_UNPAIRED
+
+    from dehazelab.data.datasets import UnpairedDataset
+    from dehazelab.methods import build_method
+
+    torch.manual_seed(0)
+    guarded = build_method(name, **TINY_UNPAIRED[name])
+    plain = copy.deepcopy(guarded)
+    ds = UnpairedDataset(ddp_worker.images(2, 1, 32, 32), ddp_worker.images(2, 2, 32, 32), crop=32, augment=False,
+                         seed=3)
+    batch = torch.utils.data.default_collate([ds[0]])
+    for step in range(2):
+        torch.manual_seed(step)
+        guarded.train_step(batch, step)
+        with monkeypatch.context() as mp:
+            mp.setattr(InstanceNorm2d, "forward", nn.InstanceNorm2d.forward)
+            torch.manual_seed(step)
+            plain.train_step(batch, step)
+    for net in guarded.nets:
+        for (k, p), (_, q) in zip(guarded.nets[net].named_parameters(), plain.nets[net].named_parameters()):
+            assert torch.equal(p, q), f"{net}.{k}"
