@@ -3,8 +3,27 @@ committed reference (``tests/reference/smoke_metrics.json``).
 
 What is compared: every numeric leaf of a notebook's ``metrics.json`` whose key path names a PSNR or
 an SSIM (means, per-row values, interval half-widths, claim differences are strings and are not),
-within **0.05 dB** (PSNR) and **0.002** (SSIM) — the tolerance the README states for regenerated
-numbers on other CPUs. Times, memory and FLOP counts are not compared (they depend on the machine).
+within **0.05 dB** (PSNR) and **0.002** (SSIM), wider for the two GAN notebooks (``TOL_NOTEBOOK``).
+Times, memory and FLOP counts are not compared (they depend on the machine).
+
+Why the GAN notebooks get more: the same smoke run with another CPU's kernels lands elsewhere,
+because a GAN trajectory parts at the first ReLU input that rounds to the other side of 0 (see
+``tests/test_distributed.py``). Measured against the reference, largest |difference| over the
+notebook's PSNR / SSIM leaves, on one AMD EPYC with its own kernels (AVX-512) and with AVX2 and
+SSE4.1 kernels forced (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``),
+2026-12-04, benchmark data:
+
+==================  ===================  ===================  ===================
+notebook            AVX-512              AVX2                 SSE4.1
+==================  ===================  ===================  ===================
+00, 01, 04          1.2e-6 / 4.1e-8      9.5e-7 / 2.4e-7      1.8e-5 / 2.2e-6
+02_cut_fastcut      1.0e-4 / 6.6e-6      1.0e-3 / 1.5e-5      0.041 / 0.0012
+03_cddgan           0.021 / 0.00088      0.037 / 0.0015       0.14 / 0.0035
+==================  ===================  ===================  ===================
+
+The default tolerance is kept where the spread is thousands of times smaller; the GAN notebooks'
+tolerances are about twice the largest spread measured (a later CPU may round more differently
+still: record what it gives before widening them).
 
 Where the metrics come from: ``pytest`` collects ``notebooks/`` *before* ``tests/`` (see
 ``testpaths``), and nbval's smoke runs write ``<DEHAZELAB_RESULTS>/smoke/<notebook>/metrics.json``
@@ -37,6 +56,8 @@ ASSEMBLY = {"90_tables_figures"}
 NOTEBOOKS = sorted(p.stem for p in (paths.ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if p.stem not in ASSEMBLY)
 REFERENCE = paths.ROOT / "tests" / "reference" / "smoke_metrics.json"
 TOL = {"psnr": 0.05, "ssim": 0.002}
+#: notebooks whose smoke numbers come from GAN training, which moves with the CPU's kernels (docstring)
+TOL_NOTEBOOK = {"02_cut_fastcut": {"psnr": 0.1, "ssim": 0.003}, "03_cddgan": {"psnr": 0.3, "ssim": 0.008}}
 _SKIP = re.compile(r"s/step|sec|time|mem|flop|gflop|util|peak|_s$|train_s", re.IGNORECASE)
 UPDATE = os.environ.get("DEHAZELAB_UPDATE_REFERENCE") == "1"
 
@@ -79,6 +100,12 @@ def smoke_metrics(nb: str, tmp_root: Path) -> dict:
     return json.loads((tmp_root / "smoke" / nb / "metrics.json").read_text())
 
 
+def test_wider_tolerances_name_existing_notebooks_and_only_widen():
+    assert set(TOL_NOTEBOOK) <= set(NOTEBOOKS)
+    for nb, tol in TOL_NOTEBOOK.items():
+        assert tol.keys() == TOL.keys() and all(tol[k] >= TOL[k] for k in TOL), nb
+
+
 def test_the_reference_names_only_existing_notebooks():
     ref = json.loads(REFERENCE.read_text()) if REFERENCE.is_file() else {}
     for kind, per_nb in ref.items():
@@ -114,6 +141,7 @@ def test_smoke_metrics_match_the_reference(nb, smoke_root):
                     f"DEHAZELAB_UPDATE_REFERENCE=1 pytest tests/test_smoke_reference.py")
     missing, extra = sorted(set(ref) - set(got)), sorted(set(got) - set(ref))
     assert not missing and not extra, f"{nb}: metric keys changed; missing {missing[:5]}, new {extra[:5]}"
-    bad = [(k, ref[k], got[k]) for k in ref if abs(got[k] - ref[k]) > TOL[kind_of(k)]]
-    assert not bad, (f"{nb}: {len(bad)} smoke metric(s) moved beyond tolerance {TOL} (reference, now): "
+    tol = TOL_NOTEBOOK.get(nb, TOL)
+    bad = [(k, ref[k], got[k]) for k in ref if abs(got[k] - ref[k]) > tol[kind_of(k)]]
+    assert not bad, (f"{nb}: {len(bad)} smoke metric(s) moved beyond tolerance {tol} (reference, now): "
                      + "; ".join(f"{k}: {a:.4f} -> {b:.4f}" for k, a, b in bad[:8]))
