@@ -3,7 +3,8 @@
 * ``dehaze IN... --model NAME [--weights W] --out DIR [--tile N] [--overlap N]``  files or folders of
   hazy images -> PNGs, any image size: images above 640×480 pixels run in overlapping tiles blended
   with a raised-cosine window (:mod:`dehazelab.tiling`), so memory stays bounded; ``--tile 0`` runs
-  every image whole, ``--tile N`` tiles every image with N-pixel tiles.
+  every image whole, ``--tile N`` tiles every image with N-pixel tiles. A folder's tree is mirrored
+  under ``--out`` (:func:`plan_outputs`); no two inputs are ever written to one path.
 * ``evaluate --model NAME [--weights W] --data DIR [--json] [--csv F]``  any supported paired
   layout (SOTS, NH-HAZE/Dense-Haze, O-HAZE/I-HAZE, RESIDE ITS/OTS): mean PSNR/SSIM (scikit-image,
   RGB, data range 1) and a per-image CSV; ``--json`` prints one JSON object on stdout.
@@ -26,23 +27,54 @@ def _progress(iterable, desc: str, total=None):
     return tqdm(iterable, desc=desc, total=total, file=sys.stderr, unit="img")
 
 
-def _collect_inputs(inputs: list[str]) -> list[Path]:
+def _collect_inputs(inputs: list[str]) -> list[tuple[Path, Path | None]]:
+    """``(file, folder argument it was found under or None)`` for every input image."""
     from .data import DataError
     from .data.images import IMAGE_EXTS
 
-    files: list[Path] = []
+    files: list[tuple[Path, Path | None]] = []
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
             if not found:
                 raise DataError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-            files.extend(found)
+            files.extend((f, p) for f in found)
         elif p.is_file():
-            files.append(p)
+            files.append((p, None))
         else:
             raise DataError(f"{p}: no such file or folder")
     return files
+
+
+def plan_outputs(files: list[tuple[Path, Path | None]], out: Path, model: str) -> list[tuple[Path, Path]]:
+    """``(input, output)`` pairs: a folder's tree is mirrored under ``out`` (``sub/a.png`` ->
+    ``out/sub/a_<model>.png``), a file given by itself goes to ``out/<stem>_<model>.png``. Inputs
+    that would still share an output (``x.jpg`` beside ``x.png``) keep their extension in the name
+    (``x_jpg_<model>.png``); any remaining clash, or an output that is one of the inputs, is an error
+    before anything is written."""
+    from .data import DataError
+
+    def target(f: Path, base: Path | None, tag: bool) -> Path:
+        rel = f.relative_to(base).parent if base is not None else Path()
+        stem = f"{f.stem}_{f.suffix.lstrip('.').lower()}" if tag else f.stem
+        return out / rel / f"{stem}_{model}.png"
+
+    plain: dict[Path, list[int]] = {}
+    for i, (f, base) in enumerate(files):
+        plain.setdefault(target(f, base, False).resolve(), []).append(i)
+    tagged = {i for idx in plain.values() if len(idx) > 1 for i in idx}
+    planned = [(f, target(f, base, i in tagged)) for i, (f, base) in enumerate(files)]
+    seen: dict[Path, Path] = {}
+    inputs = {f.resolve() for f, _ in files}
+    for f, t in planned:
+        key = t.resolve()
+        if key in inputs:
+            raise DataError(f"{t}: refusing to overwrite an input image")
+        if key in seen:
+            raise DataError(f"{seen[key]} and {f} would both be written to {t}; dehaze them into separate --out folders")
+        seen[key] = f
+    return planned
 
 
 def cmd_dehaze(args) -> int:
@@ -58,19 +90,14 @@ def cmd_dehaze(args) -> int:
         raise SystemExit(f"--overlap ({args.overlap}) must be smaller than --tile ({args.tile})")
 
     model = load_model(args.model, args.weights)
-    files = _collect_inputs(args.inputs)
     out = Path(args.out)
-    in_resolved = {f.resolve() for f in files}
-    clash = [f for f in files if (out / f"{f.stem}_{args.model}.png").resolve() in in_resolved]
-    if clash:
-        raise SystemExit(f"{out / (clash[0].stem + '_' + args.model + '.png')}: refusing to overwrite an input image")
-    out.mkdir(parents=True, exist_ok=True)
+    planned = plan_outputs(_collect_inputs(args.inputs), out, args.model)
     written = []
-    for f in _progress(files, f"dehaze ({args.model})"):
-        target = out / f"{f.stem}_{args.model}.png"
+    for f, target in _progress(planned, f"dehaze ({args.model})"):
+        target.parent.mkdir(parents=True, exist_ok=True)
         write_image(target, dehaze_auto(model, read_image(f), tile=args.tile, overlap=args.overlap))
         written.append(target)
-    print(f"wrote {len(written)} image(s) to {out}", file=sys.stderr)
+    print(f"wrote {len(written)} image(s) under {out}", file=sys.stderr)
     return 0
 
 

@@ -173,3 +173,29 @@ def test_verify_reports_mismatch(tmp_path):
     f.write_bytes(bytes(data))
     r = run_cli("verify", tmp_path / "copy")
     assert r.returncode == 1 and "51_GT.png" in (r.stdout + r.stderr)
+
+
+def test_dehaze_never_writes_two_outputs_to_one_path(tmp_path):
+    """A folder's tree is mirrored, and x.jpg beside x.png keep their extensions: 5 inputs, 5 files."""
+    J, _ = _scene(2)
+    m = tmp_path / "m"
+    for rel in ("a.png", "sub/a.png", "x.png", "sub/deeper/b.png"):
+        _save(m / rel, J)
+    m.joinpath("x.jpg").parent.mkdir(exist_ok=True)
+    Image.fromarray((J * 255).round().astype(np.uint8)).save(m / "x.jpg")
+    out = tmp_path / "out"
+    r = run_cli("dehaze", m, "--model", "dcp", "--out", out)
+    assert r.returncode == 0, r.stderr
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert written == ["a_dcp.png", "sub/a_dcp.png", "sub/deeper/b_dcp.png", "x_jpg_dcp.png", "x_png_dcp.png"]
+    assert "wrote 5 image(s)" in r.stderr
+
+
+def test_dehaze_refuses_a_clash_it_cannot_resolve_before_writing(tmp_path):
+    J, _ = _scene(3)
+    _save(tmp_path / "one" / "a.png", J)
+    _save(tmp_path / "two" / "a.png", J)
+    out = tmp_path / "out"
+    r = run_cli("dehaze", tmp_path / "one", tmp_path / "two", "--model", "dcp", "--out", out)
+    assert r.returncode == 2 and "would both be written" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists() or not list(out.rglob("*.png"))
