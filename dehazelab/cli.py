@@ -7,7 +7,8 @@
   under ``--out`` (:func:`plan_outputs`); no two inputs are ever written to one path.
 * ``evaluate --model NAME [--weights W] --data DIR [--json] [--csv F]``  any supported paired
   layout (SOTS, NH-HAZE/Dense-Haze, O-HAZE/I-HAZE, RESIDE ITS/OTS): mean PSNR/SSIM (scikit-image,
-  RGB, data range 1) and a per-image CSV; ``--json`` prints one JSON object on stdout.
+  RGB, data range 1), per-image numbers with ``--csv F`` (nothing is written otherwise); ``--json``
+  prints one strict JSON object on stdout.
 * ``verify [DIR]``  checks a data folder against the project's SOTS/NH-HAZE subset manifest.
 * ``train RUN.yaml [--out DIR] [--set KEY=VALUE]... [--no-resume] [--stop-at N]``  trains from a run
   spec (:mod:`dehazelab.launch`); the same command runs under ``torchrun -m dehazelab train ...``.
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+
+import numpy as np
 
 
 def _progress(iterable, desc: str, total=None):
@@ -101,13 +105,36 @@ def cmd_dehaze(args) -> int:
     return 0
 
 
+def _check_csv_target(csv: Path, data_root: Path, inputs: set[Path]) -> None:
+    """Refuse, before any work, a ``--csv`` that is a folder, an input image, any other existing
+    non-CSV file, or a path inside the dataset folder (it would change the dataset)."""
+    from .data import DataError
+
+    if csv.is_dir():
+        raise DataError(f"{csv}: --csv names a folder; give a file name, e.g. {csv / 'per_image.csv'}")
+    res = csv.resolve()
+    if res in inputs:
+        raise DataError(f"{csv}: refusing to overwrite an input image")
+    if csv.exists() and csv.suffix.lower() != ".csv":
+        raise DataError(f"{csv}: refusing to overwrite a file that is not a .csv")
+    if res.is_relative_to(data_root.resolve()):
+        raise DataError(f"{csv}: refusing to write inside the dataset folder {data_root}")
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
 def cmd_evaluate(args) -> int:
     import pandas as pd
 
     from . import metrics
     from .data.layouts import detect_layout, find_pairs, load_pair
     from .inference import dehaze_array, load_model
+    from .io import atomic_open
 
+    if args.limit < 0:
+        raise SystemExit(f"error: --limit must be >= 0 (0 = all pairs), got {args.limit}")
     root = Path(args.data)
     layout = detect_layout(root)
     pairs = [p for p in find_pairs(root) if p.clear is not None]
@@ -115,6 +142,9 @@ def cmd_evaluate(args) -> int:
         raise SystemExit(f"{root}: layout {layout!r} has no hazy/clear pairs to evaluate")
     if args.limit:
         pairs = pairs[: args.limit]
+    csv = Path(args.csv) if args.csv else None
+    if csv is not None:
+        _check_csv_target(csv, root, {Path(q).resolve() for p in pairs for q in (p.hazy, p.clear)})
     model = load_model(args.model, args.weights)
     rows = []
     for pair in _progress(pairs, f"evaluate ({args.model})"):
@@ -132,27 +162,32 @@ def cmd_evaluate(args) -> int:
             }
         )
     df = pd.DataFrame(rows)
-    csv = Path(args.csv) if args.csv else Path(f"eval_{args.model}_{root.resolve().name}.csv")
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(csv, index=False)
+    if csv is not None:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(csv, "w", newline="") as fh:
+            df.to_csv(fh, index=False)
     summary = {
         "model": args.model,
         "weights": str(args.weights) if args.weights else None,
         "data": str(root),
         "layout": layout,
         "n": int(len(df)),
-        "psnr": float(df["psnr"].mean()),
-        "ssim": float(df["ssim"].mean()),
-        "psnr_hazy": float(df["psnr_hazy"].mean()),
+        # an image equal to its GT has an infinite PSNR: null in the JSON (strict JSON has no Infinity)
+        "psnr": _finite_or_none(df["psnr"].mean()),
+        "ssim": _finite_or_none(df["ssim"].mean()),
+        "psnr_hazy": _finite_or_none(df["psnr_hazy"].mean()),
+        "n_infinite_psnr": int((~np.isfinite(df["psnr"].to_numpy())).sum()),
         "metric": "scikit-image PSNR/SSIM, RGB, data_range=1, channel_axis=-1",
-        "per_image_csv": str(csv),
+        "per_image_csv": str(csv) if csv is not None else None,
     }
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary, allow_nan=False))
     else:
+        fmt = lambda v, spec: "inf" if v is None else format(v, spec)  # noqa: E731
+        where = f"; per image: {csv}" if csv is not None else " (--csv FILE for per-image numbers)"
         print(
-            f"{args.model} on {root} ({layout}, n={summary['n']}): PSNR {summary['psnr']:.2f} dB, "
-            f"SSIM {summary['ssim']:.4f} (hazy input PSNR {summary['psnr_hazy']:.2f} dB); per image: {csv}"
+            f"{args.model} on {root} ({layout}, n={summary['n']}): PSNR {fmt(summary['psnr'], '.2f')} dB, "
+            f"SSIM {fmt(summary['ssim'], '.4f')} (hazy input PSNR {fmt(summary['psnr_hazy'], '.2f')} dB){where}"
         )
     return 0
 
@@ -202,9 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True)
     e.add_argument("--weights", default=None)
     e.add_argument("--data", required=True, help="a folder in a supported paired layout")
-    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    e.add_argument("--csv", default=None, help="per-image CSV (default eval_<model>_<folder>.csv)")
-    e.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs")
+    e.add_argument("--json", action="store_true",
+                   help="print one strict JSON object on stdout (an infinite mean PSNR, from an image equal to "
+                        "its GT, is null; n_infinite_psnr counts such images)")
+    e.add_argument("--csv", default=None, help="write per-image numbers to this CSV file (default: none)")
+    e.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (0 = all)")
     e.set_defaults(func=cmd_evaluate)
 
     v = sub.add_parser("verify", help="check a data folder against the project's subset manifest")

@@ -199,3 +199,55 @@ def test_dehaze_refuses_a_clash_it_cannot_resolve_before_writing(tmp_path):
     r = run_cli("dehaze", tmp_path / "one", tmp_path / "two", "--model", "dcp", "--out", out)
     assert r.returncode == 2 and "would both be written" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists() or not list(out.rglob("*.png"))
+
+
+def test_evaluate_csv_never_overwrites_an_input_or_a_non_csv(sots_folder, tmp_path):
+    gt = sots_folder / "gt" / "7.png"
+    before = gt.read_bytes()
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--csv", gt)
+    assert r.returncode == 2 and "refusing to overwrite an input image" in r.stderr and "Traceback" not in r.stderr
+    assert gt.read_bytes() == before
+    other = tmp_path / "notes.txt"
+    other.write_text("mine")
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--csv", other)
+    assert r.returncode == 2 and "not a .csv" in r.stderr and other.read_text() == "mine"
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--csv", sots_folder / "hazy" / "new.csv")
+    assert r.returncode == 2 and "inside the dataset folder" in r.stderr
+    assert not (sots_folder / "hazy" / "new.csv").exists()
+
+
+def test_evaluate_csv_folder_is_refused_before_any_work(sots_folder, tmp_path):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--csv", folder)
+    assert r.returncode == 2 and "names a folder" in r.stderr and "Traceback" not in r.stderr
+    assert "evaluate (dcp)" not in r.stderr  # no progress bar: refused before the first image
+
+
+def test_evaluate_writes_nothing_into_the_working_directory_unless_asked(sots_folder, tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--json", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    assert list(cwd.iterdir()) == [] and json.loads(r.stdout)["per_image_csv"] is None
+    before = sorted(p.relative_to(sots_folder) for p in sots_folder.rglob("*"))
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, cwd=sots_folder / "hazy")
+    assert r.returncode == 0 and sorted(p.relative_to(sots_folder) for p in sots_folder.rglob("*")) == before
+
+
+@pytest.mark.parametrize("limit", ["-1", "-2"])
+def test_evaluate_refuses_negative_limits(sots_folder, limit):
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--limit", limit)
+    assert r.returncode != 0 and "--limit must be >= 0" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evaluate_json_is_strict_when_an_image_equals_its_gt(tmp_path):
+    root = tmp_path / "nh"
+    J, _ = _scene(4)
+    _save(root / "01_GT.png", J)
+    _save(root / "01_hazy.png", J)  # the "hazy" image is its GT: PSNR of the input is infinite
+    r = run_cli("evaluate", "--model", "dcp", "--data", root, "--json")
+    assert r.returncode == 0, r.stderr
+    assert "Infinity" not in r.stdout
+    out = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert out["psnr_hazy"] is None and out["n"] == 1
