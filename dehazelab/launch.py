@@ -985,33 +985,43 @@ def run(spec: RunSpec | str | os.PathLike, out_dir: str | os.PathLike | None = N
         out = Path(out_dir)
     if stop_at is not None and int(stop_at) < 1:
         raise LaunchError(f"--stop-at must be >= 1, got {stop_at}")
+    from .repro import check_device
+
+    try:  # before the data are read and before anything is written
+        check_device(spec.train.device)
+    except ValueError as e:
+        raise ctx.err("train.device", str(e)) from None
     prep = prepare(spec)
     record = _record(prep, out, stop_at)
     if resume:
         _check_resume(ctx, out, record)
     spec_file = out / SPEC_FILE
-    had_spec = spec_file.exists()
-    if rank() == 0:
+
+    def write_spec() -> None:  # called by the trainer once training starts: a refused run writes nothing
         from .io import write_json
 
         write_json(spec_file, record)
+
+    from .train.checkpoint import RunFolderInUse
+
     show = (rank() == 0) if progress is None else bool(progress)
     try:
         if spec.kind == "paired":
             from .train.paired import train_paired
 
             hist = train_paired(prep.model, prep.loss_fn, prep.train_set, prep.test_set, prep.cfg, out,
-                                model_spec=prep.model_spec, resume=resume, progress=show, stop_at=stop_at)
+                                model_spec=prep.model_spec, resume=resume, progress=show, stop_at=stop_at,
+                                on_start=write_spec)
         else:
             from .train.unpaired import train_unpaired
 
             hist = train_unpaired(prep.method, prep.train_set, prep.test_set, prep.cfg, out, resume=resume,
-                                  progress=show, stop_at=stop_at)
+                                  progress=show, stop_at=stop_at, on_start=write_spec)
+    except RunFolderInUse as e:
+        raise LaunchError(str(e)) from None
     except ValueError as e:
         if not str(e).startswith("cannot resume"):
             raise
-        if rank() == 0 and not had_spec:
-            spec_file.unlink(missing_ok=True)  # the folder holds another run: do not leave our spec in it
         raise LaunchError(f"{e} (command line: --no-resume)") from None
     return RunResult(out_dir=out, history=hist, spec=spec, prepared=prep)
 

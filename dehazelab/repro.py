@@ -39,6 +39,30 @@ def seed_worker(worker_id: int) -> None:  # pragma: no cover - used by DataLoade
     random.seed(s)
 
 
+def check_device(prefer: str = "auto"):
+    """:func:`pick_device`, then make sure the device exists here: a ``ValueError`` naming the
+    problem (an unknown device type, CUDA asked for on a machine without a usable GPU, an index past
+    the GPUs present) instead of a failure deep inside the first ``.to(device)``."""
+    import torch
+
+    try:
+        dev = pick_device(prefer)
+    except RuntimeError as e:
+        raise ValueError(f"{prefer!r} is not a device torch knows (use auto, cpu, cuda or cuda:N): "
+                         f"{str(e).splitlines()[0]}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{prefer!r}: no CUDA GPU is available on this machine (use auto or cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{prefer!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"{prefer!r}: MPS is not available on this machine (use auto or cpu)")
+    elif dev.type != "cpu":
+        raise ValueError(f"{prefer!r}: device type {dev.type!r} is not supported here (use auto, cpu or cuda)")
+    return dev
+
+
 def pick_device(prefer: str = "auto"):
     """``"auto"`` picks CUDA when present, else CPU; never requires a GPU.
 

@@ -268,3 +268,51 @@ def test_unpaired_fastcut_run(tmp_path, data_root):
     assert len(prep.train_set.hazy_items) == 10 and len(prep.train_set.clear_items) == 10
     with pytest.raises(LaunchError, match=r"data\.train\.clear: missing"):
         parse_spec(yaml.safe_load(spec.read_text()) | {}, str(spec), ["data.train={hazy: sots-train}"])
+
+
+def test_a_fresh_start_never_deletes_another_runs_files(tmp_path, data_root, capsys):
+    """No last.pt, but best.pt / history.csv of something else: refused, nothing deleted or written."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"my own best model")
+    (out / "history.csv").write_text("step,loss\n1,0.5\n")
+    args = ["train", str(SMOKE), "--set", f"data.root={data_root}", "--out", str(out)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "best.pt, history.csv" in err and "--no-resume" in err
+    assert (out / "best.pt").read_bytes() == b"my own best model"
+    assert (out / "history.csv").read_text() == "step,loss\n1,0.5\n"
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "history.csv"]  # no run_spec.json, no config.json
+    # --no-resume is the explicit flag: then the folder is the new run's
+    assert cli.main([*args, "--no-resume"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 5
+
+
+def test_the_same_run_stopped_before_its_first_checkpoint_starts_over(tmp_path, data_root):
+    out = tmp_path / "run"
+    launch.run(SMOKE, out, [f"data.root={data_root}"], stop_at=2)
+    (out / "last.pt").unlink()  # as if killed before any checkpoint: its own history and config remain
+    (out / "best.pt").unlink(missing_ok=True)
+    res = launch.run(SMOKE, out, [f"data.root={data_root}"])
+    assert list(res.history["step"]) == [1, 2, 3, 4, 5]
+    assert json.loads((out / "config.json").read_text())["resolved"]["resumed_from_step"] is None
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:7"])
+def test_a_failed_no_resume_leaves_the_run_resumable(tmp_path, data_root, capsys, device):
+    """The device is checked before anything is read or written; run_spec.json is written only when
+    training starts, so the original command still resumes the step-2 checkpoint."""
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    out = tmp_path / "run"
+    base = ["train", str(SMOKE), "--set", f"data.root={data_root}", "--out", str(out)]
+    assert cli.main([*base, "--stop-at", "2"]) == 0
+    spec_before = (out / "run_spec.json").read_bytes()
+    capsys.readouterr()
+    assert cli.main([*base, "--no-resume", "--set", f"train.device={device}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "train.device" in err and device in err and "Traceback" not in err
+    assert (out / "run_spec.json").read_bytes() == spec_before
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
+    assert cli.main(base) == 0
+    assert json.loads((out / "config.json").read_text())["resolved"]["resumed_from_step"] == 2

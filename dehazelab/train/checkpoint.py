@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import json
 import math
 import os
 import random
@@ -56,6 +57,8 @@ __all__ = [
     "model_from_checkpoint",
     "nonfinite",
     "CheckpointDir",
+    "RunFolderInUse",
+    "start_over",
     "HistoryLog",
     "MeanWindow",
 ]
@@ -430,6 +433,42 @@ class CheckpointDir:
         """Delete this run's checkpoint files (a fresh start in an old folder)."""
         for p in [self.last, self.best, self.prediverge, *self.snapshots()]:
             p.unlink(missing_ok=True)
+
+
+class RunFolderInUse(FileExistsError):
+    """Starting from step 0 would delete files of another run (resume was asked for, no ``last.pt``)."""
+
+
+def _records_same_run(config_file: Path, identity: Mapping[str, Any]) -> bool:
+    try:
+        old = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    want = json.loads(json.dumps(dict(identity), default=str))
+    return isinstance(old, dict) and all(old.get(k) == v for k, v in want.items())
+
+
+def start_over(ckdir: "CheckpointDir", history: "HistoryLog", *, resume: bool, config_file: str | os.PathLike,
+               identity: Mapping[str, Any], main: bool = True) -> None:
+    """Prepare ``ckdir``'s folder for a run that starts at step 0.
+
+    ``resume=False`` is the explicit request to start over: the folder's checkpoints (``last.pt``,
+    ``best.pt``, ``prediverge.pt``, snapshots) and history are deleted. ``resume=True`` without a
+    ``last.pt``: when the folder holds any of those files, :class:`RunFolderInUse` names them and
+    nothing is deleted — unless ``config_file`` records this very run (every key of ``identity``,
+    e.g. the config hash, equal): the same run stopped before its first checkpoint, which starting
+    over reproduces. Only the main process deletes (``main``); every process checks.
+    """
+    leftovers = [p for p in (ckdir.last, ckdir.best, ckdir.prediverge, *ckdir.snapshots(), history.path) if p.exists()]
+    if leftovers and resume and not _records_same_run(Path(config_file), identity):
+        names = ", ".join(p.name for p in leftovers)
+        raise RunFolderInUse(
+            f"{ckdir.folder}: no last.pt to resume from, but the folder holds {names} of another run; nothing was "
+            "deleted. Train into another folder, move them away, or start over with resume=False "
+            "(command line: --no-resume), which deletes them")
+    if main:
+        history.clear()
+        ckdir.clear()
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,9 +62,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dehazelab.io import write_json
-from dehazelab.repro import pick_device, seed_everything, seed_worker
+from dehazelab.repro import check_device, pick_device, seed_everything, seed_worker
 from dehazelab.train.checkpoint import (
     CheckpointDir,
+    start_over,
     CheckpointError,
     HistoryLog,
     MeanWindow,
@@ -435,6 +436,7 @@ def train_paired(
     metric_fn: MetricFn | None = None,
     progress: bool = True,
     stop_at: int | None = None,
+    on_start: Callable[[], None] | None = None,
 ):
     """Train ``model`` on (hazy, clear) pairs; return the history as a pandas DataFrame.
 
@@ -456,11 +458,15 @@ def train_paired(
     model_spec: ``{"model": registry name, "kwargs": {...}}`` stored in checkpoints.
     resume: continue from ``out_dir/last.pt`` when it exists (the config, apart from
         bookkeeping fields, must match). ``False`` starts over and deletes the folder's previous
-        history/checkpoints. A finished run returns its history without training.
+        history/checkpoints. With ``True`` and no ``last.pt``, a folder holding another run's
+        checkpoints or history is refused (:func:`~dehazelab.train.checkpoint.start_over`).
+        A finished run returns its history without training.
     metric_fn: see :func:`evaluate`.
     progress: show a tqdm bar (``TQDM_DISABLE=1`` in the environment also hides it).
     stop_at: stop after this step (saving ``last.pt``) as if interrupted, e.g. to train in
         chunks across notebook sessions; the schedule still spans ``cfg.steps``.
+    on_start: called once (main process) when training starts: every check passed, the folder
+        prepared, ``config.json`` written (the launcher writes its run spec here).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments;
     ``cfg.batch_size`` is the global batch (see the module docstring and
@@ -504,7 +510,7 @@ def train_paired(
                       "the recorded config is wrong", stacklevel=2)
 
     seed_everything(cfg.seed, cfg.threads)
-    device = pick_device(cfg.device)
+    device = check_device(cfg.device)
     dctx, device = ddp.init_distributed(device)
     world, rank = dctx.world_size, dctx.rank
     use_amp = bool(cfg.amp and device.type == "cuda")
@@ -553,9 +559,8 @@ def train_paired(
             history.truncate(step)
         resumed_from = step
     else:
-        if dctx.is_main:
-            history.clear()
-            ckdir.clear()
+        start_over(ckdir, history, resume=resume, config_file=out_dir / CONFIG_FILE,
+                   identity={"config_hash": cfg.config_hash()}, main=dctx.is_main)
         resumed_from = None
 
     train_model: nn.Module = model
@@ -575,6 +580,8 @@ def train_paired(
     if dctx.is_main:
         write_json(out_dir / CONFIG_FILE, {"config": cfg.to_dict(), "config_hash": cfg.config_hash(),
                                            "resolved": resolved})
+        if on_start is not None:
+            on_start()
 
     last_step = cfg.steps if stop_at is None else min(cfg.steps, int(stop_at))
 

@@ -92,7 +92,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,10 @@ from torch.utils.data import Dataset
 
 from dehazelab.io import write_json
 from dehazelab.methods import NonFiniteLoss, UnpairedMethod
-from dehazelab.repro import pick_device, seed_everything
+from dehazelab.repro import check_device, pick_device, seed_everything
 from dehazelab.train.checkpoint import (
     CheckpointDir,
+    start_over,
     CheckpointError,
     HistoryLog,
     MeanWindow,
@@ -494,6 +495,7 @@ def train_unpaired(
     progress: bool = True,
     stop_at: int | None = None,
     metric_fn: MetricFn | None = None,
+    on_start: Callable[[], None] | None = None,
 ):
     """Train an unpaired ``method`` (CUT, FastCUT, CycleGAN, ...); return the history DataFrame.
 
@@ -509,11 +511,14 @@ def train_unpaired(
     cfg: :class:`UnpairedTrainConfig` or a dict for it.
     out_dir: run folder: ``config.json``, ``history.csv``, ``last.pt``, ``best.pt``, snapshots.
     resume: continue from ``out_dir/last.pt`` when it exists (config and method hyper-parameters
-        must match); ``False`` deletes the folder's previous checkpoints/history and starts over.
+        must match); ``False`` deletes the folder's previous checkpoints/history and starts over;
+        with ``True`` and no ``last.pt`` another run's files are refused, not deleted
+        (:func:`~dehazelab.train.checkpoint.start_over`).
     progress: tqdm bar (``TQDM_DISABLE=1`` also hides it).
     stop_at: stop after this step (writing ``last.pt``) as if interrupted; the schedule still spans
         ``cfg.steps``.
     metric_fn: see :func:`dehazelab.train.paired.evaluate`.
+    on_start: as in :func:`~dehazelab.train.paired.train_paired`.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments;
     ``cfg.batch_size`` is the global batch (module docstring, :mod:`dehazelab.train.distributed`).
@@ -550,7 +555,7 @@ def train_unpaired(
     data, phase_switch, phase_how = _phased(train_set, cfg)
 
     seed_everything(cfg.seed, cfg.threads)
-    device = pick_device(cfg.device)
+    device = check_device(cfg.device)
     dctx, device = ddp.init_distributed(device)
     world, rank = dctx.world_size, dctx.rank
     method.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
@@ -587,9 +592,9 @@ def train_unpaired(
             history.truncate(step)
         resumed_from: int | None = step
     else:
-        if dctx.is_main:
-            history.clear()
-            ckdir.clear()
+        start_over(ckdir, history, resume=resume, config_file=out_dir / CONFIG_FILE,
+                   identity={"config_hash": cfg.config_hash(), "method": method.name, "method_hparams": hparams},
+                   main=dctx.is_main)
         resumed_from = None
 
     if dctx.enabled:
@@ -611,6 +616,8 @@ def train_unpaired(
             "method_hparams": hparams,
             "resolved": resolved,
         })
+        if on_start is not None:
+            on_start()
 
     last_step = cfg.steps if stop_at is None else min(cfg.steps, int(stop_at))
 
