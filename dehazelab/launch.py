@@ -1029,6 +1029,7 @@ def run(spec: RunSpec | str | os.PathLike, out_dir: str | os.PathLike | None = N
 def cli_train(args) -> int:
     """``python -m dehazelab train`` (see :func:`dehazelab.cli.build_parser`)."""
     from .train.checkpoint import TrainingDiverged
+    from .train.interrupt import TrainingInterrupted
 
     try:
         res = run(args.spec, out_dir=args.out, overrides=args.overrides or (), resume=not args.no_resume,
@@ -1036,6 +1037,9 @@ def cli_train(args) -> int:
     except LaunchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return e.exit_code
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

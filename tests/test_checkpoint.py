@@ -183,3 +183,33 @@ def test_training_diverged_message():
     e = ck.TrainingDiverged(7, "loss", float("nan"), {"loss_l1": 0.5, "loss_cr": float("nan")})
     msg = str(e)
     assert "step 7" in msg and "loss_cr=nan" in msg and "loss_l1=0.5" in msg and e.step == 7
+
+
+def test_last_pt_is_written_on_time_whatever_the_step_policy(tmp_path, monkeypatch):
+    from dehazelab.train import checkpoint as ck
+
+    clock = [1000.0]
+    monkeypatch.setattr(ck.time, "monotonic", lambda: clock[0])
+    d = ck.CheckpointDir(tmp_path, every_seconds=60)
+    assert ck.CheckpointDir(tmp_path).every_seconds == ck.CHECKPOINT_SECONDS == 300.0
+    made = []
+
+    def make(step):
+        made.append(step)
+        return ck.make_checkpoint(step=step, model=torch.nn.Linear(1, 1))
+
+    policy = dict(last_step=100, ckpt_every=None, snapshot_every=None, evaluated=False, improved=False)
+    d.save_due(make, step=1, **policy)
+    clock[0] += 59.0
+    d.save_due(make, step=2, **policy)
+    assert made == [] and not d.last.exists()  # nothing due yet
+    clock[0] += 1.0
+    d.save_due(make, step=3, **policy)
+    assert made == [3] and ck.load_checkpoint(d.last)["step"] == 3
+    clock[0] += 30.0
+    d.save_due(make, step=4, **policy)
+    assert made == [3]  # the clock restarted at the save
+    d.save_due(make, step=5, **policy, force_last=True)
+    assert made == [3, 5]
+    with pytest.raises(ValueError, match="every_seconds"):
+        ck.CheckpointDir(tmp_path, every_seconds=0)

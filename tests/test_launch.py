@@ -316,3 +316,41 @@ def test_a_failed_no_resume_leaves_the_run_resumable(tmp_path, data_root, capsys
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
     assert cli.main(base) == 0
     assert json.loads((out / "config.json").read_text())["resolved"]["resumed_from_step"] == 2
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_between_steps_with_last_pt_and_resumes_exactly(tmp_path, data_root, sig):
+    """Ctrl-C / kill: the step finishes, last.pt is saved, one line is printed, the exit code is the
+    shell's 128 + signal; the same command then resumes to the weights of an uninterrupted run."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "dehazelab", "train", str(SMOKE), "--set", f"data.root={data_root}",
+            "--set", "train.steps=400", "--out", str(out)]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    hist = out / "history.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not hist.exists() or len(hist.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    assert "Traceback" not in err
+    line = [x for x in err.splitlines() if x.strip()][-1]
+    assert line.startswith(f"interrupted: {sig} at step ") and "last.pt" in line and "again to resume" in line
+    stopped = int(line.split(" at step ")[1].split(":")[0])
+    assert 3 <= stopped < 400
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == stopped
+    assert cli.main(["train", str(SMOKE), "--set", f"data.root={data_root}", "--set", "train.steps=400",
+                     "--out", str(out)]) == 0
+    straight = tmp_path / "straight"
+    assert cli.main(["train", str(SMOKE), "--set", f"data.root={data_root}", "--set", "train.steps=400",
+                     "--out", str(straight)]) == 0
+    a = torch.load(out / "last.pt", weights_only=True)
+    b = torch.load(straight / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 400
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
+    steps = [int(r.split(",")[0]) for r in (out / "history.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, 401))

@@ -31,6 +31,7 @@ import math
 import os
 import random
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable, Any
@@ -42,6 +43,7 @@ from dehazelab.io import atomic_write_text, save_torch
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CHECKPOINT_SECONDS",
     "CheckpointError",
     "TrainingDiverged",
     "capture_rng_state",
@@ -64,6 +66,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "dehazelab.checkpoint/1"
+#: ``last.pt`` is written at least this often (seconds of training) whatever the step-based policy says.
+CHECKPOINT_SECONDS = 300.0
 
 
 class CheckpointError(RuntimeError):
@@ -364,11 +368,15 @@ class CheckpointDir:
 
     SNAPSHOT_RE = re.compile(r"^step_(\d{8,})\.pt$")
 
-    def __init__(self, folder: str | os.PathLike, keep: int = 3):
+    def __init__(self, folder: str | os.PathLike, keep: int = 3, every_seconds: float | None = CHECKPOINT_SECONDS):
         if keep < 1:
             raise ValueError("keep must be >= 1")
+        if every_seconds is not None and not every_seconds > 0:
+            raise ValueError(f"every_seconds must be > 0 or None, got {every_seconds}")
         self.folder = Path(folder)
         self.keep = int(keep)
+        self.every_seconds = every_seconds
+        self._last_saved = time.monotonic()  # the clock of the time-based last.pt starts with the run
 
     @property
     def last(self) -> Path:
@@ -393,7 +401,9 @@ class CheckpointDir:
         return [p for _, p in sorted(found)]
 
     def save_last(self, ckpt: Mapping[str, Any]) -> Path:
-        return save_checkpoint(self.last, ckpt)
+        path = save_checkpoint(self.last, ckpt)
+        self._last_saved = time.monotonic()
+        return path
 
     def save_best(self, ckpt: Mapping[str, Any]) -> Path:
         return save_checkpoint(self.best, ckpt)
@@ -402,17 +412,21 @@ class CheckpointDir:
         return save_checkpoint(self.prediverge, ckpt)
 
     def save_due(self, make: Callable[[int], Mapping[str, Any]], *, step: int, last_step: int,
-                 ckpt_every: int | None, snapshot_every: int | None, evaluated: bool, improved: bool) -> None:
+                 ckpt_every: int | None, snapshot_every: int | None, evaluated: bool, improved: bool,
+                 force_last: bool = False) -> None:
         """The checkpoint policy shared by the training loops, at the end of ``step``.
 
         ``best.pt`` when the evaluation ``improved``; a snapshot every ``snapshot_every`` steps;
         ``last.pt`` at the final step, every ``ckpt_every`` steps, or (``ckpt_every`` None) after
-        each evaluation. ``make(step)`` builds the checkpoint only when one is due.
+        each evaluation — and in any case once ``every_seconds`` have passed since the last one
+        (default :data:`CHECKPOINT_SECONDS`, so a kill loses minutes, not the run), or when
+        ``force_last`` (a stop on a signal). ``make(step)`` builds the checkpoint only when one is due.
         """
         snapshot_due = snapshot_every is not None and step % snapshot_every == 0
-        last_due = (step == last_step
+        last_due = (force_last or step == last_step
                     or (ckpt_every is not None and step % ckpt_every == 0)
-                    or (ckpt_every is None and evaluated))
+                    or (ckpt_every is None and evaluated)
+                    or (self.every_seconds is not None and time.monotonic() - self._last_saved >= self.every_seconds))
         if improved or snapshot_due or last_due:
             ck = make(step)
             if improved:

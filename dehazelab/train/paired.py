@@ -78,6 +78,7 @@ from dehazelab.train.checkpoint import (
     unwrap_model,
     validate_model_spec,
 )
+from dehazelab.train.interrupt import StopOnSignal, TrainingInterrupted
 from dehazelab.train import distributed as ddp
 from dehazelab.train.config import BOOKKEEPING_FIELDS, PairedTrainConfig, with_late_defaults
 
@@ -601,7 +602,9 @@ def train_paired(
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
     model.train()
     batches: Iterator[Mapping[str, Any]] | None = None
+    stop = StopOnSignal()
     try:
+        stop.__enter__()
         while step < last_step:
             t0 = time.perf_counter()
             rng_before = capture_rng_state()
@@ -675,6 +678,9 @@ def train_paired(
             logged["time_per_step"] = time.perf_counter() - t0
             window.add(logged)
             bar.update(1)
+            stop_now = stop.signal is not None
+            if dctx.enabled:
+                stop_now = ddp.any_rank(stop_now)  # a signal on any rank stops all of them at this step
 
             do_eval = test_set is not None and (step == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0))
             if dctx.is_main:
@@ -702,13 +708,18 @@ def train_paired(
                     bar.set_postfix(post, refresh=False)
 
                 ckdir.save_due(state, step=step, last_step=last_step, ckpt_every=cfg.ckpt_every,
-                               snapshot_every=cfg.snapshot_every, evaluated=bool(do_eval), improved=bool(improved))
+                               snapshot_every=cfg.snapshot_every, evaluated=bool(do_eval), improved=bool(improved),
+                               force_last=stop_now)
             else:
                 if step % cfg.log_every == 0 or do_eval or step == cfg.steps:
                     window.reset()
             if do_eval:
                 ddp.barrier()  # the other ranks wait for rank 0's evaluation
+            if stop_now and step < last_step:
+                ddp.barrier()
+                raise TrainingInterrupted(step, stop.signal or "SIGTERM", ckdir.last if dctx.is_main else None)
     finally:
+        stop.__exit__(None, None, None)
         bar.close()
     ddp.barrier()  # rank 0's last files are written before anyone returns
     del train_model

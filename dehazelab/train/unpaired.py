@@ -115,6 +115,7 @@ from dehazelab.train.checkpoint import (
     restore_rng_state,
     validate_model_spec,
 )
+from dehazelab.train.interrupt import StopOnSignal, TrainingInterrupted
 from dehazelab.train import distributed as ddp
 from dehazelab.train.config import BOOKKEEPING_FIELDS, _hash_dict, with_late_defaults
 from dehazelab.train.paired import CONFIG_FILE, HISTORY_FILE, MetricFn, epoch_loader, evaluate, reseed_rank, resolved_run
@@ -637,7 +638,9 @@ def train_unpaired(
     batches: Iterator[Mapping[str, Any]] | None = None
     phase: str | None = None
     first_step = True
+    stop = StopOnSignal()
     try:
+        stop.__enter__()
         while step < last_step:
             t_data = time.perf_counter()
             epoch, b = divmod(step, steps_per_epoch)
@@ -678,6 +681,9 @@ def train_unpaired(
                 parts = ddp.mean_over_ranks(parts)
             window.add({**parts, "sec_per_step": sec, "data_sec": t0 - t_data})
             bar.update(1)
+            stop_now = stop.signal is not None
+            if dctx.enabled:
+                stop_now = ddp.any_rank(stop_now)  # a signal on any rank stops all of them at this step
 
             do_eval = test_set is not None and (step == cfg.steps or (cfg.eval_every > 0 and step % cfg.eval_every == 0))
             log_due = step % cfg.log_every == 0 or do_eval or step == cfg.steps
@@ -706,12 +712,17 @@ def train_unpaired(
                     bar.set_postfix(post, refresh=False)
 
                 ckdir.save_due(checkpoint, step=step, last_step=last_step, ckpt_every=cfg.ckpt_every,
-                               snapshot_every=cfg.snapshot_every, evaluated=bool(do_eval), improved=bool(improved))
+                               snapshot_every=cfg.snapshot_every, evaluated=bool(do_eval), improved=bool(improved),
+                               force_last=stop_now)
             elif log_due:
                 window.reset()
             if do_eval:
                 ddp.barrier()  # the other ranks wait for rank 0's evaluation
+            if stop_now and step < last_step:
+                ddp.barrier()
+                raise TrainingInterrupted(step, stop.signal or "SIGTERM", ckdir.last if dctx.is_main else None)
     finally:
+        stop.__exit__(None, None, None)
         bar.close()
     ddp.barrier()  # rank 0's last files are written before anyone returns
     return history.read()
