@@ -124,7 +124,7 @@ def _write(path: Path, a: np.ndarray) -> Path:
     return path
 
 
-def _sots_tmp(tmp_path: Path, scenes=(1400, 1401, 1430), levels=(1, 3), gt_size=(12, 16)) -> Path:
+def _sots_tmp(tmp_path: Path, scenes=(1400, 1401, 1430), levels=(1, 3), gt_size=(30, 32)) -> Path:
     root = tmp_path / "sots-indoor"
     rng = np.random.default_rng(0)
     for s in scenes:
@@ -135,13 +135,13 @@ def _sots_tmp(tmp_path: Path, scenes=(1400, 1401, 1430), levels=(1, 3), gt_size=
 
 
 def test_paired_dataset_on_files_caches_and_aligns(tmp_path):
-    root = _sots_tmp(tmp_path)  # GT 12x16 larger than hazy 10x12: centre-cropped
+    root = _sots_tmp(tmp_path)  # GT 30x32 = hazy 10x12 + RESIDE's 20-pixel border: centre-cropped
     pairs = find_pairs(root)
     ds = PairedDataset(pairs)
     s = ds[1]
     assert s["name"] == "1400_3"
     np.testing.assert_array_equal(_as_hwc(s["hazy"]), read_image(pairs[1].hazy))
-    np.testing.assert_array_equal(_as_hwc(s["clear"]), read_image(pairs[1].clear)[1:11, 2:14])
+    np.testing.assert_array_equal(_as_hwc(s["clear"]), read_image(pairs[1].clear)[10:20, 10:22])
     for i in range(len(ds)):
         ds[i]
     assert len(ds._cache) == 6 + 3  # each shared ground truth decoded once

@@ -240,22 +240,37 @@ def test_load_pair_same_size_returns_the_files(tmp_path):
     np.testing.assert_array_equal(clear, read_image(p.clear))
 
 
-@pytest.mark.parametrize("ch,cw,top,left", [(12, 14, 2, 2), (9, 13, 0, 1), (8, 10, 0, 0), (8, 16, 0, 3)])
-def test_load_pair_centre_crops_a_larger_clear(tmp_path, ch, cw, top, left):
+def test_load_pair_centre_crops_reside_s_20_pixel_border(tmp_path):
     hazy_p = img(tmp_path / "s" / "hazy" / "1_1.png", h=8, w=10)
-    clear_p = img(tmp_path / "s" / "gt" / "1.png", h=ch, w=cw, seed=7)
+    clear_p = img(tmp_path / "s" / "gt" / "1.png", h=28, w=30, seed=7)
     hazy, clear = load_pair(Pair(hazy_p, clear_p, "1", "1", "sots"))
     assert clear.shape == hazy.shape == (8, 10, 3)
-    np.testing.assert_array_equal(clear, read_image(clear_p)[top : top + 8, left : left + 10])
+    np.testing.assert_array_equal(clear, read_image(clear_p)[10:18, 10:20])
 
 
-@pytest.mark.parametrize("ch,cw", [(7, 10), (8, 9), (6, 20)])
-def test_load_pair_smaller_clear_is_an_error_naming_both(tmp_path, ch, cw):
+@pytest.mark.parametrize("ch,cw", [(7, 10), (8, 9), (6, 20), (12, 14), (9, 13), (8, 16), (28, 10), (1000, 1000)])
+def test_load_pair_any_other_size_is_an_error_naming_both(tmp_path, ch, cw):
+    """Smaller, or larger by anything but RESIDE's border (a 1000x1000 GT for an 8x10 hazy image):
+    never cropped silently."""
     hazy_p = img(tmp_path / "hazy" / "1_1.png", h=8, w=10)
     clear_p = img(tmp_path / "gt" / "1.png", h=ch, w=cw)
     with pytest.raises(DataError) as err:
         load_pair(Pair(hazy_p, clear_p, "1", "1", "sots"))
     assert str(hazy_p) in str(err.value) and str(clear_p) in str(err.value)
+
+
+def test_a_hazy_image_twice_by_stem_is_refused(tmp_path):
+    root = make_sots(tmp_path / "s", scenes=(1,), levels=(1,))
+    img(root / "hazy" / "1_1.jpg", h=8, w=10)  # 1_1.png is there too: it would be scored twice
+    with pytest.raises(DataError, match=r"1_1\.(png|jpg).*same name up to case/extension"):
+        find_pairs(root)
+
+
+def test_hazy_only_duplicates_by_stem_are_refused(tmp_path):
+    for ext in ("png", "jpg"):
+        img(tmp_path / "photos" / f"x.{ext}", h=8, w=10)
+    with pytest.raises(DataError, match="same name up to case/extension"):
+        find_pairs(tmp_path / "photos")
 
 
 # ----------------------------------------------------------------------------- real data

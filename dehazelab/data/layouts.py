@@ -210,6 +210,7 @@ def _pairs_two_folder(root: Path, hazy_dir: Path, gt_dir: Path) -> list[Pair]:
     hazy_files = _image_folder(hazy_dir)
     gt_files = _image_folder(gt_dir)
     layout = _classify_two_folder(hazy_files, hazy_dir, root)
+    _stems_by_lower(hazy_files)  # 1400_1.png beside 1400_1.jpg would be scored twice against one GT
     gt_by_stem = _stems_by_lower(gt_files)
     used: set[str] = set()
     pairs = []
@@ -275,6 +276,12 @@ def _pairs_one_folder(root: Path, files: list[Path]) -> list[Pair]:
 
 
 def _hazy_only(root: Path, files: list[Path]) -> list[Pair]:
+    seen: dict[str, Path] = {}
+    for f in files:
+        key = f.relative_to(root).with_suffix("").as_posix().lower()
+        if key in seen:
+            raise data_error(f, f"two files with the same name up to case/extension: {seen[key].name} and {f.name}")
+        seen[key] = f
     return [
         Pair(hazy=f, clear=None, scene=f.relative_to(root).with_suffix("").as_posix(), level=None, layout="hazy-only")
         for f in files
@@ -362,6 +369,10 @@ def find_pairs(root: str | Path, layout: str | None = None) -> list[Pair]:
     return sorted(pairs, key=_pair_key)
 
 
+#: RESIDE's hazy images drop 10 pixels on every side of their NYU ground truths (640x480 -> 620x460).
+RESIDE_BORDER = 20
+
+
 def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """The centred ``height x width`` window of ``image`` (offsets rounded down when odd)."""
     h, w = image.shape[:2]
@@ -374,13 +385,13 @@ def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a pair as float32 ``HxWx3`` arrays ``(hazy, clear)``; ``clear`` is ``None`` for hazy-only.
 
-    When the clear image is larger than the hazy one (and smaller in neither dimension), it is
-    centre-cropped to the hazy size. This is for RESIDE's original distribution, where the NYU ground truths are
-    640x480 and the hazy images 620x460 (the hazy images drop a 10-pixel border), so the centred
-    window is the aligned one; an odd difference puts the extra pixel at the bottom/right. (The
-    SOTS-indoor copy in the shared data folder already has 620x460 ground truths: nothing is
-    cropped there.) A clear image smaller than the hazy one in either dimension cannot be aligned
-    and raises ``DataError`` naming both files.
+    When the clear image is exactly :data:`RESIDE_BORDER` pixels larger in both dimensions, it is
+    centre-cropped to the hazy size. This is RESIDE's original distribution, where the NYU ground
+    truths are 640x480 and the hazy images 620x460 (the hazy images drop a 10-pixel border), so the
+    centred window is the aligned one. (The SOTS-indoor copy in the shared data folder already has
+    620x460 ground truths: nothing is cropped there.) Any other size difference raises
+    ``DataError`` naming both files: a silent crop of an unrelated size would score misaligned
+    images.
     """
     hazy = read_image(pair.hazy)
     if pair.clear is None:
@@ -392,15 +403,17 @@ def align_clear(hazy: np.ndarray, clear: np.ndarray, hazy_path: str | Path = "<h
                 clear_path: str | Path = "<clear>") -> np.ndarray:
     """The clear image brought to the hazy image's size, by the rule of :func:`load_pair`.
 
-    Returns ``clear`` itself when the sizes agree, its centred window when it is larger, and raises
-    ``DataError`` naming both paths when it is smaller in either dimension.
+    Returns ``clear`` itself when the sizes agree, its centred window when it is RESIDE's
+    :data:`RESIDE_BORDER` pixels larger in both dimensions, and raises ``DataError`` naming both
+    paths otherwise.
     """
     (hh, hw), (ch, cw) = hazy.shape[:2], clear.shape[:2]
     if (ch, cw) == (hh, hw):
         return clear
-    if ch < hh or cw < hw:
-        raise DataError(
-            f"{clear_path}: ground truth is {ch}x{cw} (HxW), smaller than its hazy image {hazy_path} "
-            f"({hh}x{hw}); cannot align them by cropping"
-        )
-    return np.ascontiguousarray(center_crop(clear, hh, hw))
+    if (ch - hh, cw - hw) == (RESIDE_BORDER, RESIDE_BORDER):
+        return np.ascontiguousarray(center_crop(clear, hh, hw))
+    raise DataError(
+        f"{clear_path}: ground truth is {ch}x{cw} (HxW) but its hazy image {hazy_path} is {hh}x{hw}; only "
+        f"RESIDE's {RESIDE_BORDER}-pixel border (e.g. 640x480 ground truth, 620x460 hazy) is cropped "
+        "automatically, other sizes would be scored misaligned (resize or crop one of them first)"
+    )
