@@ -129,6 +129,7 @@ def cmd_evaluate(args) -> int:
     import pandas as pd
 
     from . import metrics
+    from .data import DataError
     from .data.layouts import detect_layout, find_pairs, load_pair
     from .inference import dehaze_array, load_model
     from .io import atomic_open
@@ -149,7 +150,10 @@ def cmd_evaluate(args) -> int:
     rows = []
     for pair in _progress(pairs, f"evaluate ({args.model})"):
         hazy, clear = load_pair(pair)
-        pred = dehaze_array(model, hazy)
+        if min(hazy.shape[:2]) < metrics.SSIM_MIN_SIDE:
+            raise DataError(f"{pair.hazy}: {hazy.shape[0]}x{hazy.shape[1]} pixels is too small to score "
+                            f"(SSIM's window needs at least {metrics.SSIM_MIN_SIDE}x{metrics.SSIM_MIN_SIDE})")
+        pred = dehaze_array(model, hazy)  # padded to the model's size multiple: any size runs
         rows.append(
             {
                 "hazy": str(pair.hazy),

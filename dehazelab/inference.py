@@ -75,12 +75,18 @@ def _default_device():
 def dehaze_array(model, img: np.ndarray) -> np.ndarray:
     """Dehaze one HxWx3 float image in [0,1] with a model from :func:`load_model`, whole.
 
-    Memory grows with the image; for large images (and any size for AECR-Net, which needs sides
-    divisible by 4) use :func:`dehazelab.tiling.dehaze_auto` / :func:`~dehazelab.tiling.dehaze_tiled`,
-    which the ``dehaze`` command line runs.
+    Networks run padded to their size multiple and to at least
+    :data:`dehazelab.tiling.MIN_SIDE` pixels, cropped back (:func:`dehazelab.tiling.run_whole`), so
+    any size works; an image whose sides are already such multiples runs unpadded. Memory grows with
+    the image: for large images use :func:`dehazelab.tiling.dehaze_auto`, which the ``dehaze``
+    command line runs.
     """
     import torch
 
+    from .tiling import _is_dcp, run_whole
+
+    if not _is_dcp(model):
+        return run_whole(model, img)
     device = next((p.device for p in model.parameters()), None) or next(
         (b.device for b in model.buffers()), torch.device("cpu")
     )

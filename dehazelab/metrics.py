@@ -139,12 +139,20 @@ def psnr(pred, gt) -> float:
         return float(peak_signal_noise_ratio(g, p, data_range=1.0))
 
 
+#: scikit-image's default SSIM window: smaller images cannot be scored with it.
+SSIM_MIN_SIDE = 7
+
+
 def ssim(pred, gt) -> float:
     """SSIM by scikit-image's defaults (uniform 7x7, sample covariance, valid region, mean over RGB).
 
     ``structural_similarity(gt, pred, data_range=1.0, channel_axis=-1)`` after clipping to [0, 1].
+    A side under :data:`SSIM_MIN_SIDE` pixels is a ``ValueError`` saying so.
     """
     p, g = _pair_numpy(pred, gt)
+    if min(g.shape[:2]) < SSIM_MIN_SIDE:
+        raise ValueError(f"image {g.shape[0]}x{g.shape[1]} is smaller than the SSIM window "
+                         f"{SSIM_MIN_SIDE}x{SSIM_MIN_SIDE}")
     return float(structural_similarity(g, p, data_range=1.0, channel_axis=-1))
 
 

@@ -329,9 +329,15 @@ def _device(model) -> torch.device:
     return torch.device("cpu")
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+#: Smallest side a network is run at: a smaller image (or tile) is padded up to it (replicate) and the
+#: output cropped back — the CUT-family generators' reflection pads and 4x down-sampling fail below ~8.
+MIN_SIDE = 16
+
+
+def _pad_to(x: torch.Tensor, multiple: int, min_side: int = MIN_SIDE) -> torch.Tensor:
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    th, tw = (max(-(-n // multiple), -(-min_side // multiple)) * multiple for n in (h, w))
+    ph, pw = th - h, tw - w
     if not (ph or pw):
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
@@ -347,7 +353,8 @@ def _run(model, arr: np.ndarray, multiple: int, device) -> np.ndarray:
 
 
 def run_whole(model, img: np.ndarray, multiple: int | None = None) -> np.ndarray:
-    """The whole image at once (padded to the model's multiple, so AECR-Net takes any size)."""
+    """The whole image at once (padded to the model's multiple and to at least :data:`MIN_SIDE`, so
+    every model takes any size, a 1x1 image included)."""
     m = size_multiple(model) if multiple is None else multiple
     with torch.no_grad():
         y = _run(model, img, m, _device(model))

@@ -251,3 +251,28 @@ def test_evaluate_json_is_strict_when_an_image_equals_its_gt(tmp_path):
     assert "Infinity" not in r.stdout
     out = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert out["psnr_hazy"] is None and out["n"] == 1
+
+
+@pytest.mark.parametrize("name,kw", [("aecrnet", {"ngf": 4}), ("iicl", {"backbone_kwargs": {"ngf": 4}}), ("cut", {"ngf": 4, "n_blocks": 1})])
+def test_evaluate_takes_any_scorable_size_and_refuses_smaller(tmp_path, name, kw):
+    import torch
+
+    from dehazelab import models
+    from dehazelab.inference import export_weights
+
+    torch.manual_seed(0)
+    w = export_weights(models.build(name, **kw), {"model": name, "kwargs": kw}, tmp_path / "w.pt")
+    root = tmp_path / "nh"
+    for i, (h, wd) in enumerate([(45, 63), (7, 7)]):
+        J, d = _scene(20 + i, h, wd)
+        _save(root / f"{i:02d}_GT.png", J)
+        _save(root / f"{i:02d}_hazy.png", haze.synthesize(J, d, beta=1.0, A=0.8)[0])
+    r = run_cli("evaluate", "--model", name, "--weights", w, "--data", root, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n"] == 2
+    J, d = _scene(30, 5, 9)
+    _save(root / "02_GT.png", J)
+    _save(root / "02_hazy.png", J)
+    r = run_cli("evaluate", "--model", name, "--weights", w, "--data", root, "--json")
+    assert r.returncode == 2 and "02_hazy.png" in r.stderr and "too small to score" in r.stderr
+    assert "Traceback" not in r.stderr
