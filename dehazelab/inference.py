@@ -14,8 +14,13 @@ def load_model(name: str, weights: str | Path | None = None, device=None):
 
     A checkpoint written by the trainers records the constructor arguments, so ``weights`` alone
     rebuilds the network; a bare state dict is accepted too (then the registry defaults are used).
+    Before any memory is allocated for the network, the recorded arguments are tried on the
+    ``meta`` device and the resulting shapes compared with the stored tensors, which must be
+    finite: a file whose record says e.g. ``ngf: 4096`` is an error, not a multi-GB allocation.
     """
     import torch
+
+    from .train.checkpoint import CheckpointError, read_weights_only
 
     entry = registry.MODELS.get(name)
     if entry is None:
@@ -27,12 +32,12 @@ def load_model(name: str, weights: str | Path | None = None, device=None):
         if not path.is_file():
             raise SystemExit(f"{path}: weights file not found")
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt / not a torch file / unsafe pickle
-            raise SystemExit(f"{path}: cannot be read as a weights-only torch checkpoint ({exc})") from None
+            ckpt = read_weights_only(path)
+        except CheckpointError as exc:
+            raise SystemExit(str(exc)) from None
         if isinstance(ckpt, dict) and "model_spec" in ckpt and "model" in ckpt:
             spec = ckpt.get("model_spec") or {}
-            if spec.get("model") not in (None, name):
+            if not isinstance(spec, dict) or spec.get("model") not in (None, name):
                 raise SystemExit(f"{path}: checkpoint is for model {spec.get('model')!r}, not {name!r}")
             kwargs = dict(spec.get("kwargs") or {})
             state = ckpt["model"]
@@ -40,6 +45,13 @@ def load_model(name: str, weights: str | Path | None = None, device=None):
             state = ckpt
         else:
             raise SystemExit(f"{path}: not a checkpoint dict")
+        _check_state(state, path)
+        try:
+            with torch.device("meta"):
+                probe = entry.build(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"{path}: its recorded arguments {kwargs} do not build model {name!r}: {exc}") from None
+        _check_shapes(probe.state_dict(), state, path, name, kwargs)
     elif entry.needs_weights:
         raise SystemExit(f"model {name!r} needs --weights (e.g. results/small/.../{name}_small.pt)")
     model = entry.build(**kwargs)
@@ -50,6 +62,35 @@ def load_model(name: str, weights: str | Path | None = None, device=None):
             raise SystemExit(f"{weights}: weights do not fit model {name!r}: {exc}") from None
     device = device or _default_device()
     return model.to(device).eval()
+
+
+def _check_state(state, path: Path) -> None:
+    import torch
+
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise SystemExit(f"{path}: the weights are not a state dict (name -> tensor)")
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            raise SystemExit(f"{path}: {k} is a {type(v).__name__}, not a tensor")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise SystemExit(f"{path}: {k} holds NaN or infinite values (a diverged run?): refusing to use it")
+
+
+def _check_shapes(want: dict, state: dict, path: Path, name: str, kwargs: dict) -> None:
+    missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    wrong = [k for k in want if k in state and tuple(want[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape(s) differ, e.g. {k}: file {tuple(state[k].shape)}, "
+                         f"model {tuple(want[k].shape)}")
+        if missing:
+            parts.append(f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
+        raise SystemExit(f"{path}: weights do not fit model {name!r} built with {kwargs or 'its defaults'}: "
+                         + "; ".join(parts))
 
 
 def export_weights(model, model_spec: dict, path) -> Path:

@@ -1028,7 +1028,7 @@ def run(spec: RunSpec | str | os.PathLike, out_dir: str | os.PathLike | None = N
 
 def cli_train(args) -> int:
     """``python -m dehazelab train`` (see :func:`dehazelab.cli.build_parser`)."""
-    from .train.checkpoint import TrainingDiverged
+    from .train.checkpoint import CheckpointError, TrainingDiverged
     from .train.interrupt import TrainingInterrupted
 
     try:
@@ -1040,6 +1040,9 @@ def cli_train(args) -> int:
     except TrainingInterrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return e.exit_code
+    except CheckpointError as e:  # a corrupt or foreign last.pt: resume cannot go on
+        print(f"error: {e}; move it away, or start over with --no-resume", file=sys.stderr)
+        return 2
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -276,3 +276,87 @@ def test_evaluate_takes_any_scorable_size_and_refuses_smaller(tmp_path, name, kw
     r = run_cli("evaluate", "--model", name, "--weights", w, "--data", root, "--json")
     assert r.returncode == 2 and "02_hazy.png" in r.stderr and "too small to score" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, "w")`` — what a weights-only loader must never do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "raw-pickle"])
+def test_a_code_executing_pickle_is_refused_and_runs_nothing(tmp_path, fmt):
+    import pickle
+
+    import torch
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pt"
+    obj = {"model": {"w": _Payload(marker)}, "model_spec": {"model": "aodnet", "kwargs": {}}}
+    if fmt == "zip":
+        torch.save(obj, evil)
+    elif fmt == "legacy":
+        torch.save(obj, evil, _use_new_zipfile_serialization=False)
+    else:
+        evil.write_bytes(pickle.dumps(obj))
+    assert not marker.exists()
+    J, _ = _scene(5)
+    _save(tmp_path / "in.png", J)
+    r = run_cli("dehaze", tmp_path / "in.png", "--model", "aodnet", "--weights", evil, "--out", tmp_path / "o")
+    assert r.returncode != 0 and not marker.exists()
+    assert "evil.pt" in r.stderr and "Traceback" not in r.stderr
+    assert "weights_only=False" not in r.stderr and "weights_only` set to `False" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_recorded_kwargs_are_checked_against_the_weights_before_allocating(tmp_path):
+    """A small file whose record says ngf 4096 (a ~4.8 GB network): refused from shapes built on the
+    meta device, with the process's peak memory far below that allocation."""
+    import torch
+
+    from dehazelab import models
+    from dehazelab.inference import export_weights
+
+    w = export_weights(models.build("aecrnet", ngf=4), {"model": "aecrnet", "kwargs": {"ngf": 4}}, tmp_path / "w.pt")
+    ck = torch.load(w, weights_only=True)
+    ck["model_spec"]["kwargs"]["ngf"] = 4096
+    torch.save(ck, tmp_path / "lying.pt")
+    J, _ = _scene(6)
+    _save(tmp_path / "in.png", J)
+    code = ("import resource, sys\nfrom dehazelab import cli\n"
+            "try:\n    rc = cli.main(['dehaze', sys.argv[1], '--model', 'aecrnet', '--weights', sys.argv[2], "
+            "'--out', sys.argv[3]])\n"
+            "except SystemExit as e:\n    print(e, file=sys.stderr); rc = 1\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, tmp_path / "in.png", tmp_path / "lying.pt", tmp_path / "o"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "lying.pt" in r.stderr and "Traceback" not in r.stderr
+    assert "ngf" in r.stderr and "shape" in r.stderr
+    assert int(r.stdout.split()[-1]) < 2_000_000  # KiB: under 2 GB, interpreter and torch included
+
+
+def test_nan_weights_and_unknown_kwargs_are_named(tmp_path):
+    import torch
+
+    from dehazelab import models
+    from dehazelab.inference import export_weights
+
+    J, _ = _scene(7)
+    _save(tmp_path / "in.png", J)
+    w = export_weights(models.build("aodnet"), {"model": "aodnet", "kwargs": {}}, tmp_path / "w.pt")
+    ck = torch.load(w, weights_only=True)
+    bad = dict(ck, model={**ck["model"]})
+    k = next(iter(bad["model"]))
+    bad["model"][k] = torch.full_like(bad["model"][k], float("nan"))
+    torch.save(bad, tmp_path / "nan.pt")
+    r = run_cli("dehaze", tmp_path / "in.png", "--model", "aodnet", "--weights", tmp_path / "nan.pt", "--out", tmp_path / "o")
+    assert r.returncode != 0 and "nan.pt" in r.stderr and "NaN" in r.stderr and "Traceback" not in r.stderr
+    ck["model_spec"]["kwargs"] = {"wings": 2}
+    torch.save(ck, tmp_path / "kw.pt")
+    r = run_cli("dehaze", tmp_path / "in.png", "--model", "aodnet", "--weights", tmp_path / "kw.pt", "--out", tmp_path / "o")
+    assert r.returncode != 0 and "kw.pt" in r.stderr and "wings" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())

@@ -354,3 +354,17 @@ def test_a_signal_stops_between_steps_with_last_pt_and_resumes_exactly(tmp_path,
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
     steps = [int(r.split(",")[0]) for r in (out / "history.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, 401))
+
+
+@pytest.mark.parametrize("content", [b"\x00garbage", b"PK\x03\x04truncated zip"])
+def test_a_corrupt_last_pt_on_resume_is_one_error_line(tmp_path, data_root, content):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "dehazelab", "train", str(SMOKE), "--set", f"data.root={data_root}", "--out", str(out)]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    assert subprocess.run([*args, "--stop-at", "2"], capture_output=True, env=env, timeout=300).returncode == 0
+    (out / "last.pt").write_bytes(content)
+    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "last.pt" in lines[0] and "--no-resume" in lines[0]
+    assert (out / "last.pt").read_bytes() == content  # nothing replaced

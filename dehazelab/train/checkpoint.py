@@ -54,6 +54,7 @@ __all__ = [
     "make_checkpoint",
     "save_checkpoint",
     "load_checkpoint",
+    "read_weights_only",
     "validate_model_spec",
     "build_model",
     "model_from_checkpoint",
@@ -289,6 +290,31 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Mapping[str, Any]) -> Path:
     return save_torch(dict(ckpt), path)
 
 
+def read_weights_only(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line :class:`CheckpointError` messages naming
+    the file: a pickle that would run code is *refused* (torch's advice to retry with
+    ``weights_only=False`` is not passed on), anything unreadable is "corrupt, truncated or not a
+    torch file"."""
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol ..." for a raw pickle
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        if "weights_only" in text or "Weights only" in text:
+            why = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
+            raise CheckpointError(f"{path}: refused: not a weights-only file, loading it would run pickle code"
+                                  f"{' (' + why + ')' if why else ''}; only weights and plain data are loaded") from None
+        raise CheckpointError(f"{path}: cannot be read (corrupt, truncated or not a torch file): "
+                              f"{text.splitlines()[0] if text else type(e).__name__}") from None
+    except Exception as e:  # the unpicklers raise many types on garbage (IndexError, EOFError, ...)
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: cannot be read (corrupt, truncated or not a torch file): {first}") from None
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(weights_only=True)``.
 
@@ -299,10 +325,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # the unpicklers raise many types on garbage (IndexError, EOFError, ...)
-        raise CheckpointError(f"could not read checkpoint {path} (corrupt, truncated or not a torch file): {e}") from e
+    ckpt = read_weights_only(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a dehazelab checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
     return ckpt
