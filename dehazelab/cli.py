@@ -19,10 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+
+#: ``dehaze --max-pixels`` default: 40 megapixels (a 4000x3000 photo is 12).
+MAX_PIXELS = 40_000_000
 
 
 def _progress(iterable, desc: str, total=None):
@@ -31,24 +36,71 @@ def _progress(iterable, desc: str, total=None):
     return tqdm(iterable, desc=desc, total=total, file=sys.stderr, unit="img")
 
 
-def _collect_inputs(inputs: list[str]) -> list[tuple[Path, Path | None]]:
-    """``(file, folder argument it was found under or None)`` for every input image."""
+def _collect_inputs(inputs: list[str], notes: list[str] | None = None) -> list[tuple[Path, Path | None]]:
+    """``(file, folder argument it was found under or None)`` for every input image.
+
+    Folders are walked without following symlinked subfolders; each one skipped, and each
+    subfolder that cannot be read, is reported in ``notes`` (the command prints them)."""
     from .data import DataError
     from .data.images import IMAGE_EXTS
 
+    notes = [] if notes is None else notes
     files: list[tuple[Path, Path | None]] = []
     for raw in inputs:
+        if raw == "":
+            raise DataError("'': an empty input path (did a shell variable expand to nothing?)")
         p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+            if p.resolve() == Path(p.resolve().anchor):
+                raise DataError(f"{p}: refusing to search a whole file system for images; name a folder of images")
+            found: list[Path] = []
+
+            def unreadable(err: OSError) -> None:
+                notes.append(f"{err.filename}: folder cannot be read ({err.strerror}), skipped")
+
+            for root, dirs, names in os.walk(p, onerror=unreadable):
+                for d in dirs:
+                    if os.path.islink(os.path.join(root, d)):
+                        notes.append(f"{os.path.join(root, d)}: symlinked folder skipped (name it on the command "
+                                     "line to include it)")
+                found.extend(Path(root) / n for n in names if Path(n).suffix.lower() in IMAGE_EXTS)
             if not found:
                 raise DataError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-            files.extend((f, p) for f in found)
+            files.extend((f, p) for f in sorted(found))
         elif p.is_file():
             files.append((p, None))
+        elif p.is_symlink():
+            raise DataError(f"{p}: a symlink to {os.readlink(p)}, which does not exist")
         else:
             raise DataError(f"{p}: no such file or folder")
     return files
+
+
+def _out_folder(raw: str) -> Path:
+    """``--out`` checked before any work: not empty, not a file, not named like an image."""
+    from .data import DataError
+    from .data.images import IMAGE_EXTS
+
+    if raw.strip() == "":
+        raise DataError("--out '': an empty output folder (use --out . for the current folder)")
+    out = Path(raw)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: --out names an existing file; it must be a folder")
+    if not out.exists() and out.suffix.lower() in IMAGE_EXTS:
+        raise DataError(f"{out}: --out is the output *folder*; {out.name} looks like an image file name")
+    return out
+
+
+def _remove_stale_tmp(target: Path) -> None:
+    """Delete temporary files an earlier, killed run left for ``target`` (``.<name>.<random>.tmp``,
+    :func:`dehazelab.io.atomic_open`'s names: nothing else matches)."""
+    import glob
+
+    from .io import TMP_PREFIX
+
+    if target.parent.is_dir():
+        for stale in target.parent.glob(f"{TMP_PREFIX}{glob.escape(target.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def plan_outputs(files: list[tuple[Path, Path | None]], out: Path, model: str) -> list[tuple[Path, Path]]:
@@ -82,6 +134,7 @@ def plan_outputs(files: list[tuple[Path, Path | None]], out: Path, model: str) -
 
 
 def cmd_dehaze(args) -> int:
+    from .data import DataError
     from .data.images import read_image, write_image
     from .inference import load_model
     from .tiling import dehaze_auto
@@ -92,16 +145,44 @@ def cmd_dehaze(args) -> int:
         raise SystemExit(f"--overlap must be >= 0, got {args.overlap}")
     if args.tile and args.overlap is not None and args.overlap >= args.tile:
         raise SystemExit(f"--overlap ({args.overlap}) must be smaller than --tile ({args.tile})")
+    if args.max_pixels < 0:
+        raise SystemExit(f"--max-pixels must be >= 0 (0 = no limit), got {args.max_pixels}")
 
-    model = load_model(args.model, args.weights)
-    out = Path(args.out)
-    planned = plan_outputs(_collect_inputs(args.inputs), out, args.model)
-    written = []
+    from . import models as registry
+
+    if args.model not in registry.MODELS:
+        raise SystemExit(f"unknown model {args.model!r}; known: {', '.join(sorted(registry.MODELS))}")
+    out = _out_folder(args.out)
+    notes: list[str] = []
+    planned = plan_outputs(_collect_inputs(args.inputs, notes), out, args.model)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    model = load_model(args.model, args.weights, device=args.device)
+    written, failed = [], []
     for f, target in _progress(planned, f"dehaze ({args.model})"):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_image(target, dehaze_auto(model, read_image(f), tile=args.tile, overlap=args.overlap))
+        try:
+            img = read_image(f, max_pixels=args.max_pixels)
+        except DataError as exc:
+            if args.stop_on_error:
+                raise
+            failed.append(str(exc))
+            continue
+        result = dehaze_auto(model, img, tile=args.tile, overlap=args.overlap)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_tmp(target)
+            write_image(target, result)
+        except OSError as exc:  # disk full, read-only, a file where a folder should be: later writes fail too
+            why = exc.strerror or str(exc)
+            raise DataError(f"{target}: cannot write the output ({why}); {len(written)} image(s) were written "
+                            "before it") from None
         written.append(target)
     print(f"wrote {len(written)} image(s) under {out}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} of {len(planned)} input(s) could not be dehazed:", file=sys.stderr)
+        for msg in failed:
+            print(f"  {msg}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -132,8 +213,6 @@ def cmd_evaluate(args) -> int:
     from .data import DataError
     from .data.layouts import detect_layout, find_pairs, load_pair
     from .inference import dehaze_array, load_model
-    from .io import atomic_open
-
     if args.limit < 0:
         raise SystemExit(f"error: --limit must be >= 0 (0 = all pairs), got {args.limit}")
     root = Path(args.data)
@@ -146,30 +225,46 @@ def cmd_evaluate(args) -> int:
     csv = Path(args.csv) if args.csv else None
     if csv is not None:
         _check_csv_target(csv, root, {Path(q).resolve() for p in pairs for q in (p.hazy, p.clear)})
-    model = load_model(args.model, args.weights)
-    rows = []
-    for pair in _progress(pairs, f"evaluate ({args.model})"):
-        hazy, clear = load_pair(pair)
-        if min(hazy.shape[:2]) < metrics.SSIM_MIN_SIDE:
-            raise DataError(f"{pair.hazy}: {hazy.shape[0]}x{hazy.shape[1]} pixels is too small to score "
-                            f"(SSIM's window needs at least {metrics.SSIM_MIN_SIDE}x{metrics.SSIM_MIN_SIDE})")
-        pred = dehaze_array(model, hazy)  # padded to the model's size multiple: any size runs
-        rows.append(
-            {
-                "hazy": str(pair.hazy),
-                "clear": str(pair.clear),
-                "scene": pair.scene,
-                "level": pair.level,
-                "psnr": metrics.psnr(pred, clear),
-                "ssim": metrics.ssim(pred, clear),
-                "psnr_hazy": metrics.psnr(hazy, clear),
-            }
-        )
-    df = pd.DataFrame(rows)
-    if csv is not None:
+    model = load_model(args.model, args.weights, device=args.device)
+    columns = ["hazy", "clear", "scene", "level", "psnr", "ssim", "psnr_hazy"]
+    rows, failed = [], []
+    partial = csv.with_name(csv.name + ".partial") if csv is not None else None
+    sink = None
+    if partial is not None:  # rows land on disk as they are computed; renamed to --csv at the end
+        import csv as csv_mod
+
         csv.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(csv, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
+        fh = open(partial, "w", newline="", encoding="utf-8")
+        sink = csv_mod.DictWriter(fh, fieldnames=columns)
+        sink.writeheader()
+    try:
+        for pair in _progress(pairs, f"evaluate ({args.model})"):
+            try:
+                hazy, clear = load_pair(pair)
+                if min(hazy.shape[:2]) < metrics.SSIM_MIN_SIDE:
+                    raise DataError(f"{pair.hazy}: {hazy.shape[0]}x{hazy.shape[1]} pixels is too small to score "
+                                    f"(SSIM's window needs at least {metrics.SSIM_MIN_SIDE}x{metrics.SSIM_MIN_SIDE})")
+            except DataError as exc:
+                if args.stop_on_error:
+                    raise
+                failed.append(str(exc))
+                continue
+            pred = dehaze_array(model, hazy)  # padded to the model's size multiple: any size runs
+            row = {"hazy": str(pair.hazy), "clear": str(pair.clear), "scene": pair.scene, "level": pair.level,
+                   "psnr": metrics.psnr(pred, clear), "ssim": metrics.ssim(pred, clear),
+                   "psnr_hazy": metrics.psnr(hazy, clear)}
+            rows.append(row)
+            if sink is not None:
+                sink.writerow(row)
+                fh.flush()
+    finally:
+        if sink is not None:
+            fh.close()
+    if partial is not None:
+        os.replace(partial, csv)
+    df = pd.DataFrame(rows, columns=columns)
+    if df.empty:
+        raise DataError(f"{root}: no pair could be scored ({len(failed)} failed, e.g. {failed[0]})")
     summary = {
         "model": args.model,
         "weights": str(args.weights) if args.weights else None,
@@ -183,6 +278,8 @@ def cmd_evaluate(args) -> int:
         "n_infinite_psnr": int((~np.isfinite(df["psnr"].to_numpy())).sum()),
         "metric": "scikit-image PSNR/SSIM, RGB, data_range=1, channel_axis=-1",
         "per_image_csv": str(csv) if csv is not None else None,
+        "n_failed": len(failed),
+        "failed": failed,
     }
     if args.json:
         print(json.dumps(summary, allow_nan=False))
@@ -193,6 +290,12 @@ def cmd_evaluate(args) -> int:
             f"{args.model} on {root} ({layout}, n={summary['n']}): PSNR {fmt(summary['psnr'], '.2f')} dB, "
             f"SSIM {fmt(summary['ssim'], '.4f')} (hazy input PSNR {fmt(summary['psnr_hazy'], '.2f')} dB){where}"
         )
+    if failed:
+        print(f"error: {len(failed)} of {len(pairs)} pair(s) could not be scored (the means leave them out):",
+              file=sys.stderr)
+        for msg in failed:
+            print(f"  {msg}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -235,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overlap", type=int, default=None,
                    help="pixels shared by neighbouring tiles, blended with a raised-cosine window (default 64; "
                         "DCP uses at least the 256 its guided filter needs)")
+    d.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                   help=f"refuse images above N pixels (default {MAX_PIXELS:,}, about {MAX_PIXELS * 41 / 1e9:.1f} GB "
+                        "to dehaze); 0 = no limit")
+    d.add_argument("--stop-on-error", action="store_true",
+                   help="stop at the first unreadable input (default: go on, list them at the end, exit 1)")
+    d.add_argument("--device", default=None, help="auto (default: CUDA when present), cpu, cuda, cuda:N")
     d.set_defaults(func=cmd_dehaze)
 
     e = sub.add_parser("evaluate", help="PSNR/SSIM of a model on a paired benchmark folder")
@@ -246,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "its GT, is null; n_infinite_psnr counts such images)")
     e.add_argument("--csv", default=None, help="write per-image numbers to this CSV file (default: none)")
     e.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (0 = all)")
+    e.add_argument("--device", default=None, help="auto (default: CUDA when present), cpu, cuda, cuda:N")
+    e.add_argument("--stop-on-error", action="store_true",
+                   help="stop at the first pair that cannot be read (default: go on, list them, exit 1)")
     e.set_defaults(func=cmd_evaluate)
 
     v = sub.add_parser("verify", help="check a data folder against the project's subset manifest")

@@ -60,7 +60,15 @@ def load_model(name: str, weights: str | Path | None = None, device=None):
             model.load_state_dict(state)
         except RuntimeError as exc:
             raise SystemExit(f"{weights}: weights do not fit model {name!r}: {exc}") from None
-    device = device or _default_device()
+    if device is None:
+        device = _default_device()
+    else:
+        from .repro import check_device
+
+        try:
+            device = check_device(str(device))
+        except ValueError as exc:
+            raise SystemExit(f"--device {exc}") from None
     return model.to(device).eval()
 
 

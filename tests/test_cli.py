@@ -139,6 +139,8 @@ def test_dehaze_bad_image_named(tmp_path):
     bad.parent.mkdir()
     bad.write_text("not an image")
     r = run_cli("dehaze", bad, "--model", "dcp", "--out", tmp_path / "out")
+    assert r.returncode == 1 and "broken.png" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("dehaze", bad, "--model", "dcp", "--out", tmp_path / "out", "--stop-on-error")
     assert r.returncode == 2 and "broken.png" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -274,7 +276,8 @@ def test_evaluate_takes_any_scorable_size_and_refuses_smaller(tmp_path, name, kw
     _save(root / "02_GT.png", J)
     _save(root / "02_hazy.png", J)
     r = run_cli("evaluate", "--model", name, "--weights", w, "--data", root, "--json")
-    assert r.returncode == 2 and "02_hazy.png" in r.stderr and "too small to score" in r.stderr
+    assert r.returncode == 1 and "02_hazy.png" in r.stderr and "too small to score" in r.stderr
+    assert json.loads(r.stdout)["n"] == 2  # the two scorable pairs are still scored
     assert "Traceback" not in r.stderr
 
 
@@ -360,3 +363,103 @@ def test_nan_weights_and_unknown_kwargs_are_named(tmp_path):
     r = run_cli("dehaze", tmp_path / "in.png", "--model", "aodnet", "--weights", tmp_path / "kw.pt", "--out", tmp_path / "o")
     assert r.returncode != 0 and "kw.pt" in r.stderr and "wings" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_dehaze_goes_past_unreadable_files_and_lists_them(tmp_path):
+    J, _ = _scene(8)
+    src = tmp_path / "in"
+    for name in ("a.png", "c.png", "e.png"):
+        _save(src / name, J)
+    (src / "b.png").write_text("not an image")
+    (src / "d.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    r = run_cli("dehaze", src, "--model", "dcp", "--out", out)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a_dcp.png", "c_dcp.png", "e_dcp.png"]
+    assert "wrote 3 image(s)" in r.stderr and "2 of 5 input(s) could not be dehazed" in r.stderr
+    assert "b.png" in r.stderr and "d.png" in r.stderr
+    r = run_cli("dehaze", src, "--model", "dcp", "--out", tmp_path / "stop", "--stop-on-error")
+    assert r.returncode == 2 and "b.png" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "stop").iterdir()) == ["a_dcp.png"]
+
+
+def test_dehaze_says_which_folders_it_skips(tmp_path):
+    J, _ = _scene(9)
+    real = tmp_path / "elsewhere"
+    _save(real / "x.png", J)
+    src = tmp_path / "in"
+    _save(src / "a.png", J)
+    (src / "linked").symlink_to(real, target_is_directory=True)
+    r = run_cli("dehaze", src, "--model", "dcp", "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "warning:" in r.stderr and "linked: symlinked folder skipped" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_dcp.png"]
+
+
+@pytest.mark.parametrize("out_arg,msg", [("", "empty output folder"), ("file", "existing file"),
+                                         ("x/y.png", "looks like an image file name")])
+def test_dehaze_refuses_a_bad_out_before_any_work(tmp_path, out_arg, msg):
+    J, _ = _scene(10)
+    _save(tmp_path / "in.png", J)
+    (tmp_path / "file").write_text("mine")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    r = run_cli("dehaze", tmp_path / "in.png", "--model", "dcp", "--out",
+                out_arg if out_arg in ("", "x/y.png") else tmp_path / out_arg, cwd=cwd)
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+    assert list(cwd.iterdir()) == [] and (tmp_path / "file").read_text() == "mine"
+
+
+def test_dehaze_refuses_a_file_system_root_and_broken_symlinks(tmp_path):
+    r = run_cli("dehaze", "/", "--model", "dcp", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "whole file system" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    r = run_cli("dehaze", tmp_path / "dangling.png", "--model", "dcp", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "dangling.png" in r.stderr and "does not exist" in r.stderr
+
+
+def test_dehaze_caps_the_pixels_it_reads(tmp_path):
+    """A tiny PNG file that decodes to a big image is refused from its header, unless allowed."""
+    big = tmp_path / "big.png"
+    Image.new("RGB", (3000, 2000)).save(big)  # 6 MP of zeros: a few KB on disk
+    r = run_cli("dehaze", big, "--model", "dcp", "--out", tmp_path / "o", "--max-pixels", "1000000")
+    assert r.returncode == 1 and "6.0 megapixels" in r.stderr and "--max-pixels 0" in r.stderr
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+    r = run_cli("dehaze", big, "--model", "aodnet", "--out", tmp_path / "o", "--max-pixels", "-1")
+    assert r.returncode != 0 and "--max-pixels must be >= 0" in r.stderr
+
+
+def test_dehaze_cleans_its_own_stale_temporary_files_only(tmp_path):
+    J, _ = _scene(11)
+    _save(tmp_path / "in" / "a.png", J)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".a_dcp.png.k2j3h4g5.tmp"     # what a killed write of a_dcp.png leaves (atomic_open)
+    stale.write_bytes(b"partial")
+    other = out / ".notes.tmp"
+    other.write_text("not ours")
+    r = run_cli("dehaze", tmp_path / "in", "--model", "dcp", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists() and other.read_text() == "not ours" and (out / "a_dcp.png").exists()
+
+
+def test_device_option(tmp_path, sots_folder):
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--device", "cpu", "--json")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--device", "tpu")
+    assert r.returncode != 0 and "tpu" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evaluate_keeps_what_it_computed_past_a_bad_pair(sots_folder, tmp_path):
+    (sots_folder / "hazy" / "7_2.png").write_text("not an image")
+    csv = tmp_path / "per_image.csv"
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--json", "--csv", csv)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    out = json.loads(r.stdout)
+    assert out["n"] == 3 and out["n_failed"] == 1 and "7_2.png" in out["failed"][0]
+    assert "1 of 4 pair(s) could not be scored" in r.stderr
+    assert len(csv.read_text().strip().splitlines()) == 1 + 3 and not (tmp_path / "per_image.csv.partial").exists()
+    good = [(sots_folder / "hazy" / f"{s}_{l}.png", sots_folder / "gt" / f"{s}.png") for s, l in ((7, 1), (8, 1), (8, 2))]
+    assert out["psnr"] == pytest.approx(_independent_means(good)[0], abs=1e-6)
+    r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--stop-on-error")
+    assert r.returncode == 2 and "7_2.png" in r.stderr and "Traceback" not in r.stderr

@@ -30,8 +30,12 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTS
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as a float32 ``HxWx3`` array in ``[0, 1]``.
+
+    ``max_pixels``: refuse (``DataError``) an image with more pixels, checked from its header
+    before it is decoded (a 97 KB PNG can hold 10000x10000 pixels, 1.2 GB as float32); ``0`` lifts
+    every limit, PIL's decompression-bomb guard included; ``None`` keeps PIL's guard only.
 
     Steps, in order:
 
@@ -68,17 +72,33 @@ def read_image(path: str | Path) -> np.ndarray:
         raise data_error(path, "no such file")
     if not path.is_file():
         raise data_error(path, "is not a file (expected an image file)")
+    old_limit = Image.MAX_IMAGE_PIXELS
+    too_big = None
     try:
+        if max_pixels == 0:
+            Image.MAX_IMAGE_PIXELS = None
         with Image.open(path) as opened:
-            opened.load()
-            im = ImageOps.exif_transpose(opened)
-            im.load()
+            if max_pixels and opened.width * opened.height > max_pixels:
+                too_big = opened.size  # from the header: nothing decoded
+            else:
+                opened.load()
+                im = ImageOps.exif_transpose(opened)
+                im.load()
     except UnidentifiedImageError:
         raise data_error(path, "not an image file PIL can identify (wrong extension or not an image)") from None
     except Image.DecompressionBombError as exc:
-        raise data_error(path, f"refused by PIL as a decompression bomb ({exc})") from None
+        raise data_error(path, f"refused by PIL as a decompression bomb ({exc}); pass --max-pixels 0 to allow it") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        if isinstance(exc, PermissionError):
+            raise data_error(path, f"cannot be read: {exc.strerror}") from None
         raise data_error(path, f"truncated or corrupt image, cannot be fully decoded ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+    if too_big is not None:
+        w, h = too_big
+        raise data_error(path, f"{w}x{h} is {w * h / 1e6:.1f} megapixels, above the limit of {max_pixels / 1e6:.1f} "
+                               f"(dehazing it would need about {w * h * 41 / 1e9:.1f} GB); pass --max-pixels 0 "
+                               "to allow any size")
     return _to_rgb_float(im, path)
 
 
