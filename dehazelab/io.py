@@ -236,9 +236,27 @@ def write_table(
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj, path)`` through a temporary file + ``os.replace``; return the path."""
+    """``torch.save(obj, path)`` through a temporary file + ``os.replace``; return the path.
+
+    A failed write keeps the previous file and raises ``OSError`` naming ``path`` and, when the
+    disk is (nearly) full, saying so — torch's own message for that is "unexpected pos ... vs ..."."""
+    import errno
+    import shutil
+
     import torch
 
-    with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic_open(path, "wb") as f:
+            torch.save(obj, f)
+    except (OSError, RuntimeError) as exc:
+        target = Path(path)
+        try:
+            free = shutil.disk_usage(target.parent if target.parent.exists() else ".").free
+        except OSError:
+            free = None
+        full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or (free is not None and free < 64 * 2**20)
+        why = "the disk is full" if full else (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
+        left = f" ({free / 2**20:.0f} MB free)" if free is not None else ""
+        raise OSError(errno.ENOSPC if full else getattr(exc, "errno", None) or errno.EIO,
+                      f"cannot write {target}: {why}{left}; the previous file, if any, is unchanged") from None
     return Path(path)

@@ -1043,6 +1043,10 @@ def cli_train(args) -> int:
     except CheckpointError as e:  # a corrupt or foreign last.pt: resume cannot go on
         print(f"error: {e}; move it away, or start over with --no-resume", file=sys.stderr)
         return 2
+    except OSError as e:  # --out unwritable, disk full while checkpointing (the message names the file)
+        print(f"error: {e.strerror or e}" if getattr(e, "filename", None) is None else f"error: {e.filename}: "
+              f"{e.strerror}", file=sys.stderr)
+        return 2
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

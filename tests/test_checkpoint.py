@@ -213,3 +213,13 @@ def test_last_pt_is_written_on_time_whatever_the_step_policy(tmp_path, monkeypat
     assert made == [3, 5]
     with pytest.raises(ValueError, match="every_seconds"):
         ck.CheckpointDir(tmp_path, every_seconds=0)
+
+
+def test_stale_temporary_files_of_the_run_are_removed_and_nothing_else(tmp_path):
+    d = ck.CheckpointDir(tmp_path)
+    ours = [tmp_path / n for n in (".last.pt.ab12cd34.tmp", ".history.csv.x1y2z3w4.tmp", ".step_00000010.pt.q.tmp")]
+    theirs = [tmp_path / n for n in (".notes.tmp", "last.pt.tmp", ".last.pt.keep")]
+    for p in ours + theirs:
+        p.write_bytes(b"x")
+    assert sorted(d.remove_stale_tmp()) == sorted(ours)
+    assert all(p.exists() for p in theirs) and not any(p.exists() for p in ours)

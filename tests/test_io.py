@@ -113,3 +113,26 @@ def test_save_torch_roundtrip_and_crash(tmp_path):
         dio.save_torch({"w": torch.ones(2), "f": lambda x: x}, p)  # lambdas cannot be pickled
     assert p.read_bytes() == old
     assert _tmp_leftovers(tmp_path) == []
+
+
+def test_save_torch_says_the_disk_is_full_and_names_the_file(tmp_path, monkeypatch):
+    """torch's own message for a full disk is 'unexpected pos N vs M': ours names the file and the cause."""
+    import shutil
+    from collections import namedtuple
+
+    import torch
+
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"previous")
+
+    def failing_save(obj, f):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 115200 vs 115088")
+
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(10**9, 10**9, 1024))
+    with pytest.raises(OSError, match=r"cannot write .*last\.pt: the disk is full \(0 MB free\)") as err:
+        dio.save_torch({"w": 1}, target)
+    assert err.value.errno == 28
+    assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["last.pt"]

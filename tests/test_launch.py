@@ -368,3 +368,12 @@ def test_a_corrupt_last_pt_on_resume_is_one_error_line(tmp_path, data_root, cont
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "last.pt" in lines[0] and "--no-resume" in lines[0]
     assert (out / "last.pt").read_bytes() == content  # nothing replaced
+
+
+def test_out_that_is_a_file_is_one_error_line(tmp_path, data_root, capsys):
+    f = tmp_path / "afile"
+    f.write_text("mine")
+    assert cli.main(["train", str(SMOKE), "--set", f"data.root={data_root}", "--out", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "afile" in err[0]
+    assert f.read_text() == "mine"

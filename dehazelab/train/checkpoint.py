@@ -466,6 +466,20 @@ class CheckpointDir:
             old.unlink(missing_ok=True)
         return path
 
+    def remove_stale_tmp(self, extra_names: tuple[str, ...] = ("history.csv", "config.json", "run_spec.json")) -> list[Path]:
+        """Delete the temporary files a killed write of this folder's own files left behind
+        (``.<name>.<random>.tmp``, :func:`dehazelab.io.atomic_open`'s names; nothing else matches)."""
+        import glob
+
+        if not self.folder.is_dir():
+            return []
+        names = ("last.pt", "best.pt", "prediverge.pt", *extra_names)
+        patterns = [f".{glob.escape(n)}.*.tmp" for n in names] + [".step_*.pt.*.tmp"]
+        gone = [p for pat in patterns for p in self.folder.glob(pat)]
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
+
     def clear(self) -> None:
         """Delete this run's checkpoint files (a fresh start in an old folder)."""
         for p in [self.last, self.best, self.prediverge, *self.snapshots()]:

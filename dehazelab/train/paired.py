@@ -530,6 +530,8 @@ def train_paired(
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
     ckdir = CheckpointDir(out_dir, keep=cfg.keep_snapshots)
+    if dctx.is_main:
+        ckdir.remove_stale_tmp()  # left by a run killed while writing
     history = HistoryLog(out_dir / HISTORY_FILE)
     window = MeanWindow()
     best: dict[str, Any] = {"metric": "psnr", "value": None, "step": None}

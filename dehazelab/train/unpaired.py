@@ -566,6 +566,8 @@ def train_unpaired(
     dehazer = method.dehazer()
 
     ckdir = CheckpointDir(out_dir, keep=cfg.keep_snapshots)
+    if dctx.is_main:
+        ckdir.remove_stale_tmp()  # left by a run killed while writing
     history = HistoryLog(out_dir / HISTORY_FILE)
     window = MeanWindow()
     best: dict[str, Any] = {"metric": "psnr", "value": None, "step": None}
