@@ -362,6 +362,8 @@ def test_nan_weights_and_unknown_kwargs_are_named(tmp_path):
     torch.save(ck, tmp_path / "kw.pt")
     r = run_cli("dehaze", tmp_path / "in.png", "--model", "aodnet", "--weights", tmp_path / "kw.pt", "--out", tmp_path / "o")
     assert r.returncode != 0 and "kw.pt" in r.stderr and "wings" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("dehaze", tmp_path / "in.png", "--model", "aecrnet", "--weights", w, "--out", tmp_path / "o")
+    assert r.returncode != 0 and "is for model 'aodnet', not 'aecrnet'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 

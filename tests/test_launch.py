@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -377,3 +378,48 @@ def test_out_that_is_a_file_is_one_error_line(tmp_path, data_root, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "afile" in err[0]
     assert f.read_text() == "mine"
+
+
+def _kill_after_rows(args: list[str], hist: Path, rows: int, env: dict) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and (
+            not hist.exists() or len(hist.read_text().splitlines()) < rows + 1):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("kind", ["paired", "unpaired"])
+def test_sigkill_at_any_moment_resumes_to_the_uninterrupted_run(tmp_path, data_root, kind):
+    """SIGKILL (no chance to save) at three moments: a loadable last.pt is always left (atomic
+    writes), and rerunning the command ends bitwise where an uninterrupted run ends, history included."""
+    if kind == "paired":
+        spec, extra = SMOKE, ["--set", "train.steps=120", "--set", "train.ckpt_every=9"]
+    else:
+        spec = write_spec(tmp_path / "fc.yaml", {
+            "kind": "unpaired", "method": "fastcut", "method_kwargs": TINY_FASTCUT,
+            "train": {"n_steps": 20, "n_steps_decay": 10, "crop": 32, "decay_data": "keep", "log_every": 1,
+                      "ckpt_every": 4, "threads": 1, "device": "cpu"},
+            "data": {"root": str(data_root), "train": "sots-train", "test": None}})
+        extra = []
+    base = [sys.executable, "-m", "dehazelab", "train", str(spec), "--set", f"data.root={data_root}", *extra]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    out = tmp_path / "killed"
+    for rows in (3, 11, 17):
+        _kill_after_rows([*base, "--out", str(out)], out / "history.csv", rows, env)
+        if (out / "last.pt").exists():
+            torch.load(out / "last.pt", map_location="cpu", weights_only=True)  # loadable
+    assert subprocess.run([*base, "--out", str(out)], capture_output=True, env=env, timeout=300).returncode == 0
+    straight = tmp_path / "straight"
+    assert subprocess.run([*base, "--out", str(straight)], capture_output=True, env=env, timeout=300).returncode == 0
+    a = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    b = torch.load(straight / "last.pt", map_location="cpu", weights_only=True)
+    assert a["step"] == b["step"] and all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
+    ha, hb = (pd.read_csv(d / "history.csv") for d in (out, straight))
+    cols = [c for c in hb.columns if c.startswith("loss")]
+    assert list(ha["step"]) == list(hb["step"]) and cols
+    pd.testing.assert_frame_equal(ha[cols], hb[cols], check_exact=True)
