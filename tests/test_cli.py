@@ -465,3 +465,26 @@ def test_evaluate_keeps_what_it_computed_past_a_bad_pair(sots_folder, tmp_path):
     assert out["psnr"] == pytest.approx(_independent_means(good)[0], abs=1e-6)
     r = run_cli("evaluate", "--model", "dcp", "--data", sots_folder, "--stop-on-error")
     assert r.returncode == 2 and "7_2.png" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dehaze_write_failure_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    """A full disk (or read-only folder) while writing: stop, name the file, say how many were written."""
+    import errno
+
+    from dehazelab import cli
+    from dehazelab.data import images
+
+    J, _ = _scene(12)
+    for n in ("a", "b"):
+        _save(tmp_path / "in" / f"{n}.png", J)
+    calls = []
+
+    def full_disk(path, arr):
+        calls.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(images, "write_image", full_disk)
+    rc = cli.main(["dehaze", str(tmp_path / "in"), "--model", "dcp", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(calls) == 1
+    assert "a_dcp.png: cannot write the output (No space left on device); 0 image(s) were written" in err
