@@ -10,3 +10,4 @@ import tempfile
 os.environ.setdefault("DEHAZELAB_RESULTS", tempfile.mkdtemp(prefix="dehazelab-results-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("DEHAZELAB_DOWNLOAD", "0")  # tests never download pretrained weights

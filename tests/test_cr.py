@@ -282,3 +282,48 @@ def test_vgg_loads_weights_from_cache_env_and_path(no_weights, random_vgg, monke
     monkeypatch.setenv(VGG19_ENV, str(no_weights / "missing.pth"))
     with pytest.raises(FileNotFoundError):
         vgg19_features()
+
+
+def test_vgg_downloads_through_the_weights_api_into_the_hub_cache(no_weights, random_vgg, monkeypatch):
+    """Online, the ImageNet VGG-19 is fetched as torchvision would (hub cache, hash-checked name);
+    here the URL is a file:// one, so the real download code runs without a network."""
+    import hashlib
+
+    from dehazelab.models import vgg as vgg_mod
+
+    src = random_vgg[0]
+    served = no_weights / "server"
+    served.mkdir()
+    tmp = served / "tmp.pth"
+    torch.save({f"features.{k}": v.clone() * 2 for k, v in src.state_dict().items()}, tmp)
+    name = f"vgg19-{hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]}.pth"  # torch.hub checks this prefix
+    tmp.rename(served / name)
+    monkeypatch.setattr(vgg_mod, "_vgg19_url", lambda: (served / name).as_uri())
+    monkeypatch.setenv(vgg_mod.DOWNLOAD_ENV, "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        feats, label = vgg19_features()
+    cached = no_weights / "torch_home" / "hub" / "checkpoints" / name
+    assert cached.is_file() and label == f"imagenet:{cached}"
+    torch.testing.assert_close(feats[0].weight, src[0].weight * 2)
+
+
+def test_vgg_falls_back_loudly_when_the_download_fails_or_is_off(no_weights, monkeypatch):
+    from dehazelab.models import vgg as vgg_mod
+
+    monkeypatch.setenv(vgg_mod.DOWNLOAD_ENV, "1")
+    monkeypatch.setattr(vgg_mod, "_vgg19_url", lambda: (no_weights / "nowhere" / "vgg19-dcbb9e9d.pth").as_uri())
+    with pytest.warns(UserWarning, match=r"download of file://.*failed.*NOT comparable to the paper"):
+        _, label = vgg19_features()
+    assert label == "random(seed=0)"
+    monkeypatch.setenv(vgg_mod.DOWNLOAD_ENV, "0")
+
+    def never(*a, **k):
+        raise AssertionError("downloaded although DEHAZELAB_DOWNLOAD=0")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", never)
+    with pytest.warns(UserWarning, match=r"downloads are off \(\$DEHAZELAB_DOWNLOAD=0\)"):
+        _, label = vgg19_features()
+    assert label == "random(seed=0)"
+    with pytest.raises(FileNotFoundError, match="downloads are off"):
+        vgg19_features(weights="imagenet")

@@ -1,17 +1,20 @@
-"""A frozen VGG-19 ``features`` stack for perceptual / contrastive losses — never downloads.
+"""A frozen VGG-19 ``features`` stack for perceptual / contrastive losses, with ImageNet weights.
 
 AECR-Net's contrastive regularisation uses an ImageNet-trained VGG-19 (``torchvision``
-``vgg19(pretrained=True).features``). This machine has no internet, so :func:`vgg19_features` only
-*loads* weights that are already on disk, looked up in this order:
+``vgg19(pretrained=True).features``). :func:`vgg19_features` looks for the weights in this order:
 
 1. the ``path`` argument;
 2. the file named by ``$DEHAZELAB_VGG19``;
 3. torchvision's hub cache, ``torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth`` (by default
-   ``~/.cache/torch/hub/checkpoints/``), i.e. what ``VGG19_Weights.IMAGENET1K_V1`` downloads.
+   ``~/.cache/torch/hub/checkpoints/``);
+4. a download through torchvision's weights API (``VGG19_Weights.IMAGENET1K_V1``: its URL, into
+   that cache, hash-checked), as every torchvision user expects on a machine that is online. Set
+   ``DEHAZELAB_DOWNLOAD=0`` to never download (the test suite does).
 
 A file given explicitly (argument or environment variable) that does not exist is an error, not a
-silent fallback. With ``weights="auto"`` and no file found, a VGG-19 with seeded random weights is
-returned with a loud warning: losses computed with it are *not* comparable to the paper's.
+silent fallback. With ``weights="auto"`` and no weights found or downloadable, a VGG-19 with seeded
+random weights is returned with a loud warning that says why: losses computed with it are *not*
+comparable to the paper's, and the label (recorded in every run's results) says ``random``.
 
 The network is built with ``torchvision.models.vgg.make_layers(cfgs["E"])`` (the exact ``features``
 of ``vgg19``) and randomly initialised as torchvision's ``VGG`` does (Kaiming-normal fan-out, zero
@@ -28,10 +31,47 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-__all__ = ["vgg19_features", "find_vgg19_weights", "VGG19_ENV", "VGG19_FILE"]
+__all__ = ["vgg19_features", "find_vgg19_weights", "download_vgg19_weights", "VGG19_ENV", "VGG19_FILE",
+           "DOWNLOAD_ENV"]
 
 VGG19_ENV = "DEHAZELAB_VGG19"
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
+#: ``0`` / ``false`` / ``no``: never download pretrained weights.
+DOWNLOAD_ENV = "DEHAZELAB_DOWNLOAD"
+#: seconds a stalled connection may take before the download counts as failed
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def downloads_allowed() -> bool:
+    return os.environ.get(DOWNLOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _vgg19_url() -> str:
+    from torchvision.models import VGG19_Weights
+
+    return VGG19_Weights.IMAGENET1K_V1.url
+
+
+def download_vgg19_weights() -> tuple[Path | None, str]:
+    """Fetch the ImageNet VGG-19 into torch's hub cache (``torch.hub.load_state_dict_from_url``, the
+    call behind ``VGG19_Weights.get_state_dict``; the file name's hash prefix is checked). Returns
+    ``(file, "")`` or ``(None, why not)``; never raises for a network failure."""
+    if not downloads_allowed():
+        return None, f"downloads are off (${DOWNLOAD_ENV}=0)"
+    import socket
+
+    url = _vgg19_url()
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a network that drops packets must not hang a run
+    try:
+        torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True,
+                                           weights_only=True)
+    except Exception as exc:  # offline, DNS, proxy, HTTP error, timeout, hash mismatch
+        return None, f"download of {url} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    file = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    return (file, "") if file.is_file() else (None, f"download of {url} left no file in the hub cache")
 
 
 def _build_features() -> nn.Sequential:
@@ -86,19 +126,22 @@ def vgg19_features(
     label = f"random(seed={seed})"
     if weights != "random":
         file = find_vgg19_weights(path)
+        why = ""
+        if file is None:
+            file, why = download_vgg19_weights()
         if file is not None:
             sd = torch.load(file, map_location="cpu", weights_only=True)
             features.load_state_dict(_features_state_dict(sd))
             label = f"imagenet:{file}"
         elif weights == "imagenet":
             raise FileNotFoundError(
-                f"VGG-19 ImageNet weights not found (pass path=, set ${VGG19_ENV}, or place {VGG19_FILE} in "
-                f"{Path(torch.hub.get_dir()) / 'checkpoints'})"
+                f"VGG-19 ImageNet weights not found and {why} (pass path=, set ${VGG19_ENV}, or place "
+                f"{VGG19_FILE} in {Path(torch.hub.get_dir()) / 'checkpoints'})"
             )
         else:
             warnings.warn(
-                f"VGG-19 ImageNet weights not found (path=, ${VGG19_ENV}, torch hub cache); using seeded random "
-                f"weights (seed={seed}); CR numbers are NOT comparable to the paper",
+                f"VGG-19 ImageNet weights not found (path=, ${VGG19_ENV}, torch hub cache) and {why}; using "
+                f"seeded random weights (seed={seed}); CR numbers are NOT comparable to the paper",
                 UserWarning,
                 stacklevel=2,
             )
