@@ -91,18 +91,6 @@ def _out_folder(raw: str) -> Path:
     return out
 
 
-def _remove_stale_tmp(target: Path) -> None:
-    """Delete temporary files an earlier, killed run left for ``target`` (``.<name>.<random>.tmp``,
-    :func:`dehazelab.io.atomic_open`'s names: nothing else matches)."""
-    import glob
-
-    from .io import TMP_PREFIX
-
-    if target.parent.is_dir():
-        for stale in target.parent.glob(f"{TMP_PREFIX}{glob.escape(target.name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
 def plan_outputs(files: list[tuple[Path, Path | None]], out: Path, model: str) -> list[tuple[Path, Path]]:
     """``(input, output)`` pairs: a folder's tree is mirrored under ``out`` (``sub/a.png`` ->
     ``out/sub/a_<model>.png``), a file given by itself goes to ``out/<stem>_<model>.png``. Inputs
@@ -134,9 +122,12 @@ def plan_outputs(files: list[tuple[Path, Path | None]], out: Path, model: str) -
 
 
 def cmd_dehaze(args) -> int:
+    import glob
+
     from .data import DataError
     from .data.images import read_image, write_image
-    from .inference import load_model
+    from .inference import load_model, registry_entry
+    from .io import remove_stale_tmp
     from .tiling import dehaze_auto
 
     if args.tile is not None and args.tile < 0:
@@ -148,10 +139,7 @@ def cmd_dehaze(args) -> int:
     if args.max_pixels < 0:
         raise SystemExit(f"--max-pixels must be >= 0 (0 = no limit), got {args.max_pixels}")
 
-    from . import models as registry
-
-    if args.model not in registry.MODELS:
-        raise SystemExit(f"unknown model {args.model!r}; known: {', '.join(sorted(registry.MODELS))}")
+    registry_entry(args.model)  # an unknown name is the first thing said
     out = _out_folder(args.out)
     notes: list[str] = []
     planned = plan_outputs(_collect_inputs(args.inputs, notes), out, args.model)
@@ -170,7 +158,7 @@ def cmd_dehaze(args) -> int:
         result = dehaze_auto(model, img, tile=args.tile, overlap=args.overlap)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _remove_stale_tmp(target)
+            remove_stale_tmp(target.parent, glob.escape(target.name))  # left by a killed earlier run
             write_image(target, result)
         except OSError as exc:  # disk full, read-only, a file where a folder should be: later writes fail too
             why = exc.strerror or str(exc)
@@ -213,6 +201,7 @@ def cmd_evaluate(args) -> int:
     from .data import DataError
     from .data.layouts import detect_layout, find_pairs, load_pair
     from .inference import dehaze_array, load_model
+
     if args.limit < 0:
         raise SystemExit(f"error: --limit must be >= 0 (0 = all pairs), got {args.limit}")
     root = Path(args.data)

@@ -9,6 +9,14 @@ import numpy as np
 from . import models as registry
 
 
+def registry_entry(name: str):
+    """The registry entry of ``name``; an unknown name exits with the list of known ones."""
+    entry = registry.MODELS.get(name)
+    if entry is None:
+        raise SystemExit(f"unknown model {name!r}; known: {', '.join(sorted(registry.MODELS))}")
+    return entry
+
+
 def load_model(name: str, weights: str | Path | None = None, device=None):
     """Build ``name`` from the registry; with ``weights`` load a checkpoint (``weights_only=True``).
 
@@ -22,9 +30,7 @@ def load_model(name: str, weights: str | Path | None = None, device=None):
 
     from .train.checkpoint import CheckpointError, read_weights_only
 
-    entry = registry.MODELS.get(name)
-    if entry is None:
-        raise SystemExit(f"unknown model {name!r}; known: {', '.join(sorted(registry.MODELS))}")
+    entry = registry_entry(name)
     kwargs: dict = {}
     state = None
     if weights is not None:

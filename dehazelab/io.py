@@ -40,6 +40,7 @@ __all__ = [
     "write_table",
     "save_torch",
     "TMP_PREFIX",
+    "remove_stale_tmp",
 ]
 
 #: Temporary files are named ``.<target name>.<random>.tmp`` next to the target.
@@ -78,6 +79,18 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_tmp(folder: str | os.PathLike, name_glob: str) -> list[Path]:
+    """Delete the temporary files that a killed :func:`atomic_open` left for targets in ``folder``
+    matching ``name_glob`` (``.<name>.<random>.tmp``; nothing else matches); return them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    gone = sorted(folder.glob(f"{TMP_PREFIX}{name_glob}.*{_TMP_SUFFIX}"))
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -1044,8 +1044,8 @@ def cli_train(args) -> int:
         print(f"error: {e}; move it away, or start over with --no-resume", file=sys.stderr)
         return 2
     except OSError as e:  # --out unwritable, disk full while checkpointing (the message names the file)
-        print(f"error: {e.strerror or e}" if getattr(e, "filename", None) is None else f"error: {e.filename}: "
-              f"{e.strerror}", file=sys.stderr)
+        msg = f"{e.filename}: {e.strerror}" if e.filename else (e.strerror or str(e))
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)

@@ -136,3 +136,12 @@ def test_save_torch_says_the_disk_is_full_and_names_the_file(tmp_path, monkeypat
         dio.save_torch({"w": 1}, target)
     assert err.value.errno == 28
     assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_remove_stale_tmp_takes_only_atomic_open_leftovers(tmp_path):
+    ours = tmp_path / ".a.png.x1y2z3.tmp"
+    for p in (ours, tmp_path / ".b.png.x1y2z3.tmp", tmp_path / "a.png.tmp", tmp_path / ".a.png"):
+        p.write_bytes(b"x")
+    assert dio.remove_stale_tmp(tmp_path, "a.png") == [ours]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.png", ".b.png.x1y2z3.tmp", "a.png.tmp"]
+    assert dio.remove_stale_tmp(tmp_path / "missing", "a.png") == []

@@ -39,7 +39,7 @@ from typing import Callable, Any
 import numpy as np
 import torch
 
-from dehazelab.io import atomic_write_text, save_torch
+from dehazelab.io import atomic_write_text, remove_stale_tmp, save_torch
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -468,17 +468,11 @@ class CheckpointDir:
 
     def remove_stale_tmp(self, extra_names: tuple[str, ...] = ("history.csv", "config.json", "run_spec.json")) -> list[Path]:
         """Delete the temporary files a killed write of this folder's own files left behind
-        (``.<name>.<random>.tmp``, :func:`dehazelab.io.atomic_open`'s names; nothing else matches)."""
+        (:func:`dehazelab.io.remove_stale_tmp`)."""
         import glob
 
-        if not self.folder.is_dir():
-            return []
-        names = ("last.pt", "best.pt", "prediverge.pt", *extra_names)
-        patterns = [f".{glob.escape(n)}.*.tmp" for n in names] + [".step_*.pt.*.tmp"]
-        gone = [p for pat in patterns for p in self.folder.glob(pat)]
-        for p in gone:
-            p.unlink(missing_ok=True)
-        return gone
+        names = [glob.escape(n) for n in ("last.pt", "best.pt", "prediverge.pt", *extra_names)] + ["step_*.pt"]
+        return [p for n in names for p in remove_stale_tmp(self.folder, n)]
 
     def clear(self) -> None:
         """Delete this run's checkpoint files (a fresh start in an old folder)."""
