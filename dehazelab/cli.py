@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train from a YAML run spec (see dehazelab/launch.py and config/runs/). "
                                    "Works as `python -m dehazelab train RUN.yaml` and as "
                                    "`torchrun --nproc-per-node N -m dehazelab train RUN.yaml`.")
-    t.add_argument("spec", help="run spec (YAML), e.g. config/runs/aecrnet_full.yaml")
+    t.add_argument("spec", help="run spec (YAML or JSON), e.g. config/runs/aecrnet_full.yaml; - reads it from stdin")
     t.add_argument("--out", default=None, help="run folder (default: results/runs/<spec name> in the repository)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec key (repeatable), value parsed as YAML, e.g. --set train.steps=10 "
@@ -368,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-resume", action="store_true", help="start over even if the run folder holds last.pt")
     t.add_argument("--stop-at", type=int, default=None, metavar="N",
                    help="stop after step N (checkpointed; rerun to continue); the schedule still spans train.steps")
+    t.add_argument("--keep-weights", action="store_true", help="write weights.pt beside the run's summary.json")
+    t.add_argument("--label", default=None, help="the run's name in tables (recorded in summary.json)")
+    t.add_argument("--restart-finished", action="store_true",
+                   help="a folder whose last.pt is finished but which has no summary.json is trained again from "
+                        "step 0 (the pipeline's train jobs: after a code change the run must be recomputed)")
     t.set_defaults(func=cmd_train)
     return ap
 

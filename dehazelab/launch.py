@@ -58,7 +58,8 @@ memory (default true; set false for ITS-sized sets). ``data.train`` / ``data.tes
 * ``scenes``: scene ids to keep — a list of ids and inclusive ranges ``"1400-1429"``; every one
   listed must exist;
 * ``levels``: haze levels to keep (SOTS: 1…10);
-* ``max_images``: keep this many pairs, evenly spaced (``0`` = all) — as the notebooks subsample tests.
+* ``max_images``: keep this many pairs spread evenly over the sorted selection, first and last included
+  (``0`` = all; :func:`dehazelab.data.selection.spread`).
 
 Paired training uses random crops of the pairs (``train.crop``, flips/rotations when
 ``train.augment``). For ``kind: unpaired`` ``data.train`` is either a data set — split as notebook 02
@@ -104,6 +105,7 @@ import yaml
 
 from . import paths
 from .data.errors import DataError
+from .data.selection import filter_pairs, scene_halves, spread
 from .data.subsets import SOTS_TEST, SOTS_TRAIN
 
 __all__ = [
@@ -128,17 +130,25 @@ __all__ = [
 SPEC_FILE = "run_spec.json"
 SPEC_FORMAT = "dehazelab-run-spec/1"
 KINDS = ("paired", "unpaired")
-LOSSES = ("l1", "cr")
+LOSSES = ("l1", "cr", "iicl")
 TOP_KEYS: dict[str, tuple[str, ...]] = {
-    "paired": ("kind", "description", "model", "model_kwargs", "loss", "loss_kwargs", "train", "data"),
+    "paired": ("kind", "description", "model", "model_kwargs", "loss", "loss_kwargs", "warmup_steps", "train", "data"),
     "unpaired": ("kind", "description", "method", "method_kwargs", "train", "data"),
 }
+#: Models trained in stages (``warmup_steps``: the PRM alone first, then everything; docs/methods.md §4).
+STAGED_MODELS = ("iicl", "iicl-aodnet")
 TOP_REQUIRED: dict[str, tuple[str, ...]] = {"paired": ("model", "train", "data"), "unpaired": ("method", "train", "data")}
 DATA_KEYS = ("root", "train", "test", "cache")
 SET_KEYS = ("name", "folder", "layout", "scenes", "levels", "max_images")
 #: ``loss_kwargs`` of ``loss: cr`` with their defaults (the paper's β = 0.1, one positive, one negative).
 CR_DEFAULTS: dict[str, Any] = {"beta": 0.1, "n_pos": 1, "n_neg": 1, "extra_positives": "jitter", "ablation": False,
                                "imagenet_norm": False, "vgg_weights": "auto", "vgg_path": None, "vgg_seed": 0}
+#: ``loss_kwargs`` of ``loss: iicl`` (:class:`dehazelab.losses.iicl.IICLLoss`, a reconstruction: docs/methods.md
+#: §4) with their defaults: the weights of the PRM's L1, the inter-image CR and the intra-image term, then
+#: the intra term's settings (``intra_*``: :class:`~dehazelab.losses.iicl.IntraContrast`).
+IICL_DEFAULTS: dict[str, Any] = {"lambda_prm": 1.0, "beta_inter": 0.1, "beta_intra": 0.1, "tau": 0.07,
+                                 "intra_patch": 16, "intra_k": 4, "intra_by": "dark_channel", "intra_layer": "relu3_1",
+                                 "vgg_weights": "auto", "vgg_path": None, "vgg_seed": 0}
 
 #: Named data sets: the choices of the notebooks (SOTS-indoor scene split of ``dehazelab.data.subsets``,
 #: NH-HAZE test pairs, the offline synthetic set).
@@ -265,6 +275,7 @@ class RunSpec:
     loss_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     method: str | None = None
     method_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warmup_steps: int = 0
     description: str = ""
     lr_every_epoch: bool = False
     source: str = "<run spec>"
@@ -278,7 +289,7 @@ class RunSpec:
         out: dict[str, Any] = {"kind": self.kind, "description": self.description}
         if self.kind == "paired":
             out.update(model=self.model, model_kwargs=_plain(self.model_kwargs), loss=self.loss,
-                       loss_kwargs=_plain(self.loss_kwargs))
+                       loss_kwargs=_plain(self.loss_kwargs), warmup_steps=self.warmup_steps)
         else:
             out.update(method=self.method, method_kwargs=_plain(self.method_kwargs))
         out.update(train=train, data=self.data.to_dict())
@@ -458,6 +469,24 @@ def _cr_kwargs(ctx: _Ctx, d: Mapping[str, Any]) -> dict[str, Any]:
     return kw
 
 
+def _iicl_kwargs(ctx: _Ctx, d: Mapping[str, Any]) -> dict[str, Any]:
+    _check_keys(ctx, "loss_kwargs", d, tuple(IICL_DEFAULTS))
+    kw = {**IICL_DEFAULTS, **d}
+    for k in ("lambda_prm", "beta_inter", "beta_intra", "tau"):
+        if isinstance(kw[k], bool) or not isinstance(kw[k], (int, float)) or not kw[k] >= 0:
+            raise ctx.err(f"loss_kwargs.{k}", f"must be a number >= 0, got {_show(kw[k])}")
+        kw[k] = float(kw[k])
+    for k in ("intra_patch", "intra_k"):
+        kw[k] = _int(ctx, f"loss_kwargs.{k}", kw[k], 1)
+    kw["vgg_seed"] = _int(ctx, "loss_kwargs.vgg_seed", kw["vgg_seed"], 0)
+    choices = {"intra_by": ("dark_channel", "luminance"), "vgg_weights": ("auto", "imagenet", "random"),
+               "intra_layer": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")}
+    for k, allowed in choices.items():
+        if kw[k] not in allowed:
+            raise ctx.err(f"loss_kwargs.{k}", f"must be one of {', '.join(allowed)}, got {_show(kw[k])}")
+    return kw
+
+
 def parse_spec(raw: Any, source: str = "<run spec>", overrides: Sequence[str] = ()) -> RunSpec:
     """Validate a run spec (a mapping as read from YAML) after applying ``--set`` ``overrides``.
 
@@ -507,7 +536,11 @@ def parse_spec(raw: Any, source: str = "<run spec>", overrides: Sequence[str] = 
         if loss == "l1" and loss_kwargs:
             raise ctx.err(f"loss_kwargs.{next(iter(loss_kwargs))}", "loss: l1 takes no arguments")
         spec.model, spec.model_kwargs, spec.loss = model, kwargs("model_kwargs"), loss
-        spec.loss_kwargs = _cr_kwargs(ctx, loss_kwargs) if loss == "cr" else {}
+        spec.loss_kwargs = (_cr_kwargs(ctx, loss_kwargs) if loss == "cr" else
+                            _iicl_kwargs(ctx, loss_kwargs) if loss == "iicl" else {})
+        spec.warmup_steps = _int(ctx, "warmup_steps", raw.get("warmup_steps") or 0, 0)
+        if spec.warmup_steps and model not in STAGED_MODELS:
+            raise ctx.err("warmup_steps", f"model {model!r} has no training stages (only {', '.join(STAGED_MODELS)})")
     else:
         from .methods import METHODS
 
@@ -549,6 +582,12 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str], source: st
 
 def load_spec(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunSpec:
     """Read and validate the run spec file ``path`` (YAML; a ``run_spec.json`` works too)."""
+    if str(path) == "-":
+        text = sys.stdin.read()
+        raw = _yaml_load(text, "<stdin>")
+        if raw is None:
+            raise LaunchError("<stdin>: the run spec is empty")
+        return parse_spec(raw, "<stdin>", overrides)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -668,15 +707,12 @@ def _select(ctx: _Ctx, key: str, s: DataSet, root: _Root, paired: bool) -> tuple
         if missing:
             more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
             raise ctx.err(f"{key}.scenes", f"no images of scene(s) {', '.join(missing[:5])}{more} in {info['source']}")
-        keep = set(wanted)
-        pairs = [p for p in pairs if str(p.scene) in keep]
+        pairs = filter_pairs(pairs, scenes=wanted)
     if s.levels is not None:
-        keep = set(s.levels)
-        pairs = [p for p in pairs if p.level is not None and str(p.level) in keep]
+        pairs = filter_pairs(pairs, levels=s.levels)
         if not pairs:
             raise ctx.err(f"{key}.levels", f"no image of haze level(s) {', '.join(s.levels)} in {info['source']}")
-    if s.max_images and len(pairs) > s.max_images:
-        pairs = pairs[:: max(1, len(pairs) // s.max_images)][: s.max_images]
+    pairs = spread(pairs, s.max_images)
     if not pairs:
         raise ctx.err(key, f"selects no images in {info['source']}")
     if paired:
@@ -723,14 +759,10 @@ def _check_crop(ctx: _Ctx, key: str, images: Sequence[Any], crop: int | None, cr
 def _unpaired_items(ctx: _Ctx, d: UnpairedData, root: _Root) -> tuple[list, list, dict[str, Any]]:
     if d.clear is None:
         pairs, info = _select(ctx, "data.train", d.hazy, root, paired=True)
-        scenes = sorted({str(p.scene) for p in pairs}, key=_natural)
-        if len(scenes) < 2:
-            raise ctx.err("data.train", f"the unpaired split needs at least 2 scenes (hazy from the first half, clear "
-                                        f"from the second), {info['source']} has {len(scenes)}")
-        hazy_scenes, clear_scenes = scenes[: len(scenes) // 2], scenes[len(scenes) // 2:]
-        hs, cs = set(hazy_scenes), set(clear_scenes)
-        hazy = [p for p in pairs if str(p.scene) in hs]
-        clear = list({str(p.scene): p for p in pairs if str(p.scene) in cs}.values())  # one clear image per scene
+        try:
+            hazy, clear, hazy_scenes, clear_scenes = scene_halves(pairs)
+        except ValueError as e:
+            raise ctx.err("data.train", f"{e} in {info['source']}") from None
         info = {"split": "scene-halves (notebook 02)", "from": info, "hazy_scenes": [hazy_scenes[0], hazy_scenes[-1]],
                 "clear_scenes": [clear_scenes[0], clear_scenes[-1]]}
     else:
@@ -776,9 +808,10 @@ def _build_loss(ctx: _Ctx, spec: RunSpec, local_batch: int) -> tuple[Any, str | 
     if spec.loss == "l1":
         return None, None
     from .losses.cr import ContrastiveRegularization, CRLoss
-    from .models.vgg import vgg19_features
 
     kw = spec.loss_kwargs
+    if spec.loss == "iicl":
+        return _build_iicl_loss(ctx, kw)
     extra_from_batch = kw["n_neg"] > 1 or (kw["n_pos"] > 1 and kw["extra_positives"] == "other_clear")
     if extra_from_batch and local_batch < 2:
         raise ctx.err("loss_kwargs", f"n_pos={kw['n_pos']}, n_neg={kw['n_neg']} take extra samples from other images "
@@ -786,6 +819,18 @@ def _build_loss(ctx: _Ctx, spec: RunSpec, local_batch: int) -> tuple[Any, str | 
     if kw["beta"] == 0:
         return CRLoss(cr=None, beta=0.0, n_pos=kw["n_pos"], n_neg=kw["n_neg"],
                       extra_positives=kw["extra_positives"]), "none (beta 0: L1 only)"
+    vgg, label = _vgg(ctx, kw, "CR")
+    cr = ContrastiveRegularization(vgg=vgg, ablation=kw["ablation"], imagenet_norm=kw["imagenet_norm"])
+    cr.vgg_label = label
+    # generator=None: extra samples are drawn from the global RNG, which the trainer checkpoints
+    loss = CRLoss(cr=cr, beta=kw["beta"], n_pos=kw["n_pos"], n_neg=kw["n_neg"],
+                  extra_positives=kw["extra_positives"], generator=None)
+    return loss, label
+
+
+def _vgg(ctx: _Ctx, kw: Mapping[str, Any], what: str) -> tuple[Any, str]:
+    from .models.vgg import vgg19_features
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -795,12 +840,22 @@ def _build_loss(ctx: _Ctx, spec: RunSpec, local_batch: int) -> tuple[Any, str | 
             raise ctx.err(key, f"{e} (vgg_weights: auto falls back to a seeded random VGG-19)") from None
     for w in caught:
         _say(f"WARNING: {w.message}")
-    _say(f"CR uses VGG-19: {label}")
-    cr = ContrastiveRegularization(vgg=vgg, ablation=kw["ablation"], imagenet_norm=kw["imagenet_norm"])
-    cr.vgg_label = label
-    # generator=None: extra samples are drawn from the global RNG, which the trainer checkpoints
-    loss = CRLoss(cr=cr, beta=kw["beta"], n_pos=kw["n_pos"], n_neg=kw["n_neg"],
-                  extra_positives=kw["extra_positives"], generator=None)
+    _say(f"{what} uses VGG-19: {label}")
+    return vgg, label
+
+
+def _build_iicl_loss(ctx: _Ctx, kw: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """IICL's objective (docs/methods.md §4): the VGG-19 is built only when a contrastive term is on."""
+    from .losses.cr import ContrastiveRegularization
+    from .losses.iicl import IICLLoss, IntraContrast
+
+    if kw["beta_inter"] == 0 and kw["beta_intra"] == 0:
+        return IICLLoss(beta_inter=0.0, beta_intra=0.0, lambda_prm=kw["lambda_prm"]), "none (no contrastive term)"
+    vgg, label = _vgg(ctx, kw, "IICL")
+    intra = IntraContrast(embed="vgg", vgg=vgg, layer=kw["intra_layer"], tau=kw["tau"], patch=kw["intra_patch"],
+                          k=kw["intra_k"], by=kw["intra_by"])
+    loss = IICLLoss(cr=ContrastiveRegularization(vgg=vgg), intra=intra, beta_inter=kw["beta_inter"],
+                    beta_intra=kw["beta_intra"], lambda_prm=kw["lambda_prm"])
     return loss, label
 
 
@@ -893,6 +948,7 @@ class RunResult:
     history: Any  # pandas DataFrame from the trainer
     spec: RunSpec
     prepared: Prepared
+    summary: dict[str, Any] | None = None  # summary.json of a finished run (dehazelab.runs.execute.finish)
 
 
 def default_out_dir(spec_path: str | os.PathLike) -> Path:
@@ -963,14 +1019,35 @@ def _check_resume(ctx: _Ctx, out_dir: Path, record: Mapping[str, Any]) -> None:
                           "(to train in chunks keep the spec, train.steps included, and use --stop-at N)")
 
 
+def _finished_checkpoint(out: Path, spec: RunSpec) -> bool:
+    """Whether ``out/last.pt`` holds a finished run (its step = the configured steps)."""
+    last = out / "last.pt"
+    if not last.is_file():
+        return False
+    from .train.checkpoint import CheckpointError, read_weights_only
+
+    try:
+        step = int(read_weights_only(last).get("step", -1))
+    except (CheckpointError, AttributeError, TypeError, ValueError):
+        return False  # the trainer reports a corrupt checkpoint itself
+    return step >= spec.train.steps
+
+
 def run(spec: RunSpec | str | os.PathLike, out_dir: str | os.PathLike | None = None, overrides: Sequence[str] = (),
-        resume: bool = True, stop_at: int | None = None, progress: bool | None = None) -> RunResult:
+        resume: bool = True, stop_at: int | None = None, progress: bool | None = None, keep_weights: bool = False,
+        label: str | None = None) -> RunResult:
     """Validate, build and train; return the trainer's history and what was built.
 
     ``spec``: a :class:`RunSpec` or the path of a run spec file (then ``overrides`` apply). ``out_dir``
     defaults to :func:`default_out_dir` of the spec file. ``resume``: continue from ``last.pt`` (the
     spec must match the recorded one). ``stop_at``: stop after this step, as if interrupted (the
     schedule still spans the configured steps). ``progress``: tqdm bar (default: on rank 0).
+    ``resume="auto"``: resume an interrupted run (``last.pt`` before its last step); anything else — a
+    finished ``last.pt`` without ``summary.json`` (the pipeline reruns it after a code change), or
+    committed results without checkpoints — trains again from step 0 (the folder's files are replaced).
+    ``keep_weights``: write ``weights.pt`` beside the summary; ``label``: the run's name in tables.
+    A run that reaches its last step is scored on ``data.test`` image by image and gets its
+    ``summary.json`` (:mod:`dehazelab.runs.execute`).
     """
     if not isinstance(spec, RunSpec):
         spec = load_spec(spec, overrides)
@@ -991,6 +1068,8 @@ def run(spec: RunSpec | str | os.PathLike, out_dir: str | os.PathLike | None = N
         check_device(spec.train.device)
     except ValueError as e:
         raise ctx.err("train.device", str(e)) from None
+    if resume == "auto":  # resume only an interrupted run of this folder; anything else starts over
+        resume = (out / "last.pt").is_file() and not _finished_checkpoint(out, spec)
     prep = prepare(spec)
     record = _record(prep, out, stop_at)
     if resume:
@@ -1002,28 +1081,24 @@ def run(spec: RunSpec | str | os.PathLike, out_dir: str | os.PathLike | None = N
 
         write_json(spec_file, record)
 
+    from .runs.execute import finish, train_stages
     from .train.checkpoint import RunFolderInUse
 
     show = (rank() == 0) if progress is None else bool(progress)
     try:
-        if spec.kind == "paired":
-            from .train.paired import train_paired
-
-            hist = train_paired(prep.model, prep.loss_fn, prep.train_set, prep.test_set, prep.cfg, out,
-                                model_spec=prep.model_spec, resume=resume, progress=show, stop_at=stop_at,
-                                on_start=write_spec)
-        else:
-            from .train.unpaired import train_unpaired
-
-            hist = train_unpaired(prep.method, prep.train_set, prep.test_set, prep.cfg, out, resume=resume,
-                                  progress=show, stop_at=stop_at, on_start=write_spec)
+        info = train_stages(prep, out, resume=resume, progress=show, stop_at=stop_at, on_start=write_spec)
     except RunFolderInUse as e:
         raise LaunchError(str(e)) from None
     except ValueError as e:
         if not str(e).startswith("cannot resume"):
             raise
         raise LaunchError(f"{e} (command line: --no-resume)") from None
-    return RunResult(out_dir=out, history=hist, spec=spec, prepared=prep)
+    hist = info["history"]
+    summary = None
+    done = hist is not None and len(hist) and int(hist["step"].iloc[-1]) >= prep.cfg.steps
+    if done and rank() == 0:
+        summary = finish(prep, out, info, keep_weights=keep_weights, label=label)
+    return RunResult(out_dir=out, history=hist, spec=spec, prepared=prep, summary=summary)
 
 
 def cli_train(args) -> int:
@@ -1032,8 +1107,10 @@ def cli_train(args) -> int:
     from .train.interrupt import TrainingInterrupted
 
     try:
-        res = run(args.spec, out_dir=args.out, overrides=args.overrides or (), resume=not args.no_resume,
-                  stop_at=args.stop_at)
+        resume = False if args.no_resume else ("auto" if getattr(args, "restart_finished", False) else True)
+        res = run(args.spec, out_dir=args.out, overrides=args.overrides or (), resume=resume,
+                  stop_at=args.stop_at, keep_weights=getattr(args, "keep_weights", False),
+                  label=getattr(args, "label", None))
     except LaunchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -1054,13 +1131,11 @@ def cli_train(args) -> int:
     total = res.prepared.cfg.steps
     msg = f"{res.out_dir}: "
     if hist is not None and len(hist):
-        last = hist.iloc[-1]
-        msg += f"step {int(last['step'])}/{total}"
-        if "psnr" in hist and hist["psnr"].notna().any():
-            best = hist["psnr"].max()
-            msg += f", last PSNR {float(hist['psnr'].dropna().iloc[-1]):.2f} dB (best {float(best):.2f})"
+        msg += f"step {int(hist.iloc[-1]['step'])}/{total}"
+        if res.summary is not None and res.summary.get("psnr") is not None:
+            msg += f", test PSNR {res.summary['psnr']:.2f} dB, SSIM {res.summary['ssim']:.4f} ({res.summary['n_test']} images)"
     else:
         msg += f"no steps run (of {total})"
-    files = [f for f in ("last.pt", "best.pt") if (res.out_dir / f).exists()]
+    files = [f for f in ("last.pt", "best.pt", "summary.json", "weights.pt") if (res.out_dir / f).exists()]
     _say(msg + f"; {', '.join(files + [SPEC_FILE])}")
     return 0

@@ -220,7 +220,7 @@ def test_paired_run_checkpoints_and_resumes(tmp_path, data_root):
     assert cli.main(["train", str(SMOKE), "--set", f"data.root={data_root}", "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["resolved"]["resumed_from_step"] == 3
     ckpt5 = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-    assert ckpt5["step"] == 5 and (out / "best.pt").exists()
+    assert ckpt5["step"] == 5 and (out / "summary.json").exists() and (out / "per_image.csv").exists()
     hist = (out / "history.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in hist[1:]] == [1, 2, 3, 4, 5]
 

@@ -320,8 +320,11 @@ def evaluate(
     device: torch.device | str | None = None,
     metric_fn: MetricFn | None = None,
     max_images: int | None = None,
+    per_image: list[dict[str, Any]] | None = None,
 ) -> dict[str, float]:
     """Mean metrics of ``model`` on ``dataset``: full images, batch 1, output clamped to [0, 1].
+
+    ``per_image``: a list that receives one row per image (``name`` and each metric).
 
     ``dataset[i]`` must be a dict with ``"hazy"`` and ``"clear"`` (3×H×W in [0, 1]).
     ``metric_fn(pred, gt)`` returns per-image tensors (default: ``dehazelab.metrics.batch_psnr`` /
@@ -348,8 +351,13 @@ def evaluate(
                 hazy = item["hazy"].unsqueeze(0).to(device, dtype)
                 clear = item["clear"].unsqueeze(0).to(device, dtype)
                 pred = model(hazy).clamp(0.0, 1.0)
+                row: dict[str, Any] = {"name": str(item.get("name", i))}
                 for k, v in metric_fn(pred, clear).items():
-                    sums[k] = sums.get(k, 0.0) + float(torch.as_tensor(v, dtype=torch.float64).sum())
+                    val = float(torch.as_tensor(v, dtype=torch.float64).sum())
+                    sums[k] = sums.get(k, 0.0) + val
+                    row[k] = val
+                if per_image is not None:
+                    per_image.append(row)
                 n += 1
     finally:
         model.train(was_training)
