@@ -18,7 +18,7 @@ from typing import Any
 
 from .store import SUMMARY_FILE, WEIGHTS_FILE, Run, RunNotFinished, identity, run_id
 
-__all__ = ["Run", "RunNotFinished", "ensure", "run_id", "identity", "runs_dir"]
+__all__ = ["Run", "RunNotFinished", "GridResults", "ensure", "ensure_grid", "run_id", "identity", "runs_dir"]
 
 
 def runs_dir(size: str) -> Path:
@@ -63,3 +63,54 @@ def ensure(spec: Mapping[str, Any] | Any, root: str | os.PathLike, *, keep_weigh
         keep_weights = True  # finished without its weights: trained again (from step 0) to keep them
     run(rs, out_dir=folder, resume="auto", progress=progress, keep_weights=keep_weights, label=label)
     return Run(folder)
+
+
+class GridResults:
+    """The finished runs of one notebook's grid (:func:`ensure_grid`), in grid order."""
+
+    def __init__(self, notebook: str, pairs: list):
+        self.notebook = notebook
+        self.pairs = pairs  # [(GridRun, Run)]
+
+    def __iter__(self):
+        return iter(self.pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def run(self, variant: str, seed: int) -> Run:
+        for g, r in self.pairs:
+            if g.variant == variant and g.seed == seed:
+                return r
+        raise KeyError(f"{self.notebook}: no run of variant {variant!r} with seed {seed}")
+
+    def first(self, variant: str) -> Run:
+        """The first seed's run of ``variant`` (the one that keeps its weights)."""
+        return next(r for g, r in self.pairs if g.variant == variant and g.keep)
+
+    def table(self):
+        """One row per run: variant, seed, psnr, ssim, n_test, params, timings, run id."""
+        import pandas as pd
+
+        rows = []
+        for g, r in self.pairs:
+            s = r.summary
+            rows.append({"variant": g.variant, "seed": g.seed, "psnr": s.get("psnr"), "ssim": s.get("ssim"),
+                         "n_test": s.get("n_test"), "params": s.get("params") if not isinstance(s.get("params"), dict)
+                         else s.get("params_generator"), "train_s": s.get("train_s"), "warmup_s": s.get("warmup_s"),
+                         "eval_s": s.get("eval_s"), "sec_per_step": s.get("sec_per_step"),
+                         "psnr_j0": s.get("psnr_j0"), "ssim_j0": s.get("ssim_j0"), "run": r.id})
+        return pd.DataFrame(rows)
+
+
+def ensure_grid(notebook: str, params: Mapping[str, Any], *, progress: bool = True) -> GridResults:
+    """Every run of ``notebook``'s grid (:func:`dehazelab.runs.grids.grid` of ``params``, the notebook's
+    parameters), read from ``results/<size>/runs/`` or trained there first (:func:`ensure`). Runs are
+    trained with ``params["threads"]`` torch threads when they have to be trained here."""
+    from .grids import grid
+
+    root = runs_dir(str(params["size"]))
+    pairs = []
+    for g in grid(notebook, params, run_threads=int(params.get("threads", 1))):
+        pairs.append((g, ensure(g.spec, root, keep_weights=g.keep, label=g.variant, progress=progress)))
+    return GridResults(notebook, pairs)
