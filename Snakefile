@@ -19,6 +19,36 @@ NOTEBOOKS = list(config["notebooks"])
 # Library files are inputs so that an edit to dehazelab/ reruns the notebooks it may affect.
 LIB = sorted(str(p) for p in Path("dehazelab").rglob("*") if p.suffix in {".py", ".json"})
 
+# Training runs are jobs of their own. Each notebook's grid (variants x seeds) is declared once, in
+# dehazelab/runs/grids.py, from the notebook's parameters (its parameters cell overridden by this
+# size's config); every run becomes one `train` job writing results/<size>/runs/<id>/, with
+# `run_threads` torch threads, so `snakemake --cores N` trains N runs side by side. A notebook job
+# only reads its runs (plus quick demonstrations).
+from dehazelab.launch import parse_spec
+from dehazelab.runs.code import code_files
+from dehazelab.runs.grids import grid as run_grid, notebook_params
+
+RUN_THREADS = int(config.get("run_threads", 1))
+NB_RUNS = {}  # notebook -> run ids
+RUNS = {}  # run id -> (spec with defaults, keeps weights, label)
+for _nb in NOTEBOOKS:
+    _params = notebook_params(_nb, {**(config["notebooks"].get(_nb) or {}), "size": SIZE})
+    NB_RUNS[_nb] = []
+    for _g in run_grid(_nb, _params, run_threads=RUN_THREADS):
+        _spec = parse_spec(_g.spec).to_dict()
+        _keep = _g.keep or RUNS.get(_g.id, (None, False))[1]
+        RUNS[_g.id] = (_spec, _keep, _g.variant)
+        NB_RUNS[_nb].append(_g.id)
+KEPT = sorted(i for i, r in RUNS.items() if r[1])
+NOT_KEPT = sorted(i for i, r in RUNS.items() if not r[1])
+
+
+def run_outputs(nb, size):
+    """What notebook ``nb`` reads of its runs: every summary, and the weights of the kept ones."""
+    ids = NB_RUNS.get(nb, [])
+    return ([f"results/{size}/runs/{i}/summary.json" for i in ids]
+            + [f"results/{size}/runs/{i}/weights.pt" for i in ids if RUNS[i][1]])
+
 wildcard_constraints:
     size=r"smoke|small|full",
 
@@ -176,6 +206,7 @@ for _nb in NOTEBOOKS:
         input:
             nb=f"notebooks/{_nb}.ipynb",
             lib=LIB,
+            runs=lambda w, _nb=_nb: run_outputs(_nb, w.size),
             upstream=[f"results/{{size}}/{up}/metrics.json" for up in READS.get(_nb, []) if up in NOTEBOOKS],
         output:
             nb=f"results/{{size}}/{_nb}/{_nb}.ipynb",
@@ -217,3 +248,50 @@ rule table_html:
         shows=lambda w: REPORT[w.nb]["tables"][w.table],
     shell:
         PYTHON + " report/table_html.py {input.csv:q} {output:q} --title {params.title:q} --shows {params.shows:q}"
+
+
+# One training run: the spec (with its defaults) goes to `python -m dehazelab train -` on stdin. Inputs
+# are the library files the run executes (dehazelab/runs/code.py), so editing a model, loss or trainer
+# reruns exactly the runs that use it. --restart-finished: a finished checkpoint left by an earlier
+# version of the code is trained again rather than resumed; an interrupted run resumes.
+def _train_shell(keep):
+    return ("echo {params.spec:q} | TQDM_DISABLE=1 " + PYTHON + " -m dehazelab train - --out results/{wildcards.size}/runs/{wildcards.run} "
+            "--restart-finished --label {params.label:q}" + (" --keep-weights" if keep else "") + " > {log:q} 2>&1")
+
+
+_TRAIN = dict(
+    input=lambda w: code_files(RUNS[w.run][0]),
+    params=dict(spec=lambda w: json.dumps(RUNS[w.run][0], sort_keys=True), label=lambda w: RUNS[w.run][2]),
+)
+if NOT_KEPT:
+    rule train:
+        input:
+            _TRAIN["input"],
+        output:
+            summary="results/{size}/runs/{run}/summary.json",
+        wildcard_constraints:
+            run="|".join(NOT_KEPT),
+        params:
+            **_TRAIN["params"],
+        log:
+            "logs/{size}/runs/{run}.log",
+        threads: RUN_THREADS
+        shell:
+            _train_shell(False)
+
+if KEPT:
+    rule train_kept:
+        input:
+            _TRAIN["input"],
+        output:
+            summary="results/{size}/runs/{run}/summary.json",
+            weights="results/{size}/runs/{run}/weights.pt",
+        wildcard_constraints:
+            run="|".join(KEPT),
+        params:
+            **_TRAIN["params"],
+        log:
+            "logs/{size}/runs/{run}.log",
+        threads: RUN_THREADS
+        shell:
+            _train_shell(True)

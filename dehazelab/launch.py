@@ -81,10 +81,14 @@ then match the recorded ``run_spec.json`` in everything that changes the weights
 ``log_every``), including ``train.steps`` — the learning-rate schedule spans it. To train in chunks
 (e.g. several cluster jobs), keep the spec and pass ``--stop-at N``.
 
-Where this differs from the notebooks: the CR loss draws its extra samples from torch's global RNG
-(which the trainer checkpoints, so resuming is exact) rather than from a private generator, and a
-run never falls back to the synthetic set silently — name ``synthetic-train`` / ``synthetic-test``
-to use it.
+The notebooks train through this same spec (:mod:`dehazelab.runs`: their grids are specs, and
+:func:`dehazelab.runs.ensure` calls :func:`run`). The CR loss draws its extra samples from its own
+generator seeded ``10000 + train.seed`` (checkpointed, so resuming is exact). A run never falls back
+to the synthetic set silently — name ``synthetic-train`` / ``synthetic-test`` to use it.
+
+A run that reaches its last step is scored on ``data.test`` image by image and writes
+``per_image.csv`` and ``summary.json`` (and ``weights.pt`` with ``--keep-weights``) beside its
+checkpoints: :mod:`dehazelab.runs.execute`.
 """
 
 from __future__ import annotations
@@ -805,6 +809,8 @@ class Prepared:
 
 
 def _build_loss(ctx: _Ctx, spec: RunSpec, local_batch: int) -> tuple[Any, str | None]:
+    import torch
+
     if spec.loss == "l1":
         return None, None
     from .losses.cr import ContrastiveRegularization, CRLoss
@@ -822,9 +828,12 @@ def _build_loss(ctx: _Ctx, spec: RunSpec, local_batch: int) -> tuple[Any, str | 
     vgg, label = _vgg(ctx, kw, "CR")
     cr = ContrastiveRegularization(vgg=vgg, ablation=kw["ablation"], imagenet_norm=kw["imagenet_norm"])
     cr.vgg_label = label
-    # generator=None: extra samples are drawn from the global RNG, which the trainer checkpoints
+    # extra samples come from the loss's own generator (the trainer checkpoints its state), seeded
+    # 10 000 + seed as the notebooks always did, so a run's draws do not depend on anything else
+    # drawn from the global RNG; under torchrun each rank gets its own stream
+    gen = torch.Generator().manual_seed(10_000 + spec.train.seed + 1_000_003 * rank())
     loss = CRLoss(cr=cr, beta=kw["beta"], n_pos=kw["n_pos"], n_neg=kw["n_neg"],
-                  extra_positives=kw["extra_positives"], generator=None)
+                  extra_positives=kw["extra_positives"], generator=gen)
     return loss, label
 
 

@@ -61,6 +61,7 @@ perf_full_step = False  # time one AECR-Net step at ngf 64, 240x240, batch 16 (a
 # %%
 import math
 import platform
+import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -76,14 +77,14 @@ from dehazelab import io, paths, plotting, repro
 from dehazelab import metrics as M
 from dehazelab import stats as dstats
 from dehazelab.data.datasets import PairedDataset, load_benchmark
+from dehazelab.data.selection import filter_pairs, spread
 from dehazelab.data.images import read_image
-from dehazelab.inference import export_weights
 from dehazelab.losses.cr import ContrastiveRegularization, CRLoss
 from dehazelab.models import build
 from dehazelab.models.dcp import dehaze_dcp
 from dehazelab.models.vgg import vgg19_features
-from dehazelab.train.config import PairedTrainConfig
-from dehazelab.train.paired import evaluate, train_paired
+from dehazelab.runs import ensure_grid
+from dehazelab.runs.grids import notebook_defaults
 
 
 @dataclass
@@ -124,9 +125,9 @@ cfg.versions = {"python": platform.python_version(), "torch": torch.__version__,
 
 train_bm = load_benchmark("sots", "train", seed=0)
 test_bm = load_benchmark("sots", "test", seed=0)
-test_pairs = [p for p in test_bm.pairs if getattr(p, "level", None) is None or int(p.level) in set(cfg.test_levels)]
-if cfg.max_test_images:
-    test_pairs = test_pairs[:: max(1, len(test_pairs) // cfg.max_test_images)][: cfg.max_test_images]
+# the test images every run is scored on (dehazelab.data.selection: the levels asked for, spread evenly)
+test_pairs = spread(filter_pairs(test_bm.pairs, levels=cfg.test_levels if test_bm.source == "sots-indoor" else None),
+                    cfg.max_test_images)
 cfg.data_used = {"train": train_bm.describe(), "test": {**test_bm.describe(), "n_pairs": len(test_pairs),
                                                         "images": [p.name for p in test_pairs]}}
 test_set = PairedDataset(test_pairs)
@@ -225,6 +226,10 @@ del paper_net
 # ## 3 · Experiments
 #
 # One table row = one configuration, trained once per seed with identical data, crops and steps.
+# Each (row, seed) is one *run*: a run spec declared in `dehazelab/runs/grids.py`, trained by the
+# pipeline as its own job into `results/<size>/runs/<id>/` (summary, per-image metrics, history, and
+# the first seed's weights). The cell below reads those runs, and trains any that are missing here,
+# with a progress bar — change a parameter above and only the runs it changes are trained.
 #
 # | row | network | loss |
 # |---|---|---|
@@ -242,66 +247,19 @@ del paper_net
 # uses the mean distance over positives and over negatives (`dehazelab.losses.cr`).
 
 # %%
-AE = dict(ngf=cfg.ngf)
-CONFIGS = {
-    "AOD-Net": dict(model="aodnet", kwargs={}, loss=dict(beta=0.0)),
-    "base AE": dict(model="aecrnet", kwargs={**AE, "use_dfe": False, "use_mix": False}, loss=dict(beta=0.0)),
-    "+ DFE": dict(model="aecrnet", kwargs={**AE, "use_mix": False}, loss=dict(beta=0.0)),
-    "+ mixup": dict(model="aecrnet", kwargs=AE, loss=dict(beta=0.0)),
-    "+ CR positive-only": dict(model="aecrnet", kwargs=AE, loss=dict(beta=cfg.beta, ablation=True)),
-    "+ CR (1:1)": dict(model="aecrnet", kwargs=AE, loss=dict(beta=cfg.beta)),
-    "1:r": dict(model="aecrnet", kwargs=AE, loss=dict(beta=cfg.beta, n_neg=1 + cfg.r)),
-    "r:1": dict(model="aecrnet", kwargs=AE, loss=dict(beta=cfg.beta, n_pos=1 + cfg.r)),
-    "r:r": dict(model="aecrnet", kwargs=AE, loss=dict(beta=cfg.beta, n_pos=1 + cfg.r, n_neg=1 + cfg.r)),
-}
-NEEDED = set()
-if "table1" in cfg.tables:
-    NEEDED |= {"AOD-Net", "+ CR (1:1)"}
-if "table2" in cfg.tables:
-    NEEDED |= {"base AE", "+ DFE", "+ mixup", "+ CR positive-only", "+ CR (1:1)"}
-if "table4" in cfg.tables:
-    NEEDED |= {"+ CR (1:1)", "1:r", "r:1", "r:r"}
-RUN_ORDER = [k for k in CONFIGS if k in NEEDED]
-
-
-def slug(name):
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
-
-
-def run_one(name, seed):
-    spec = CONFIGS[name]
-    repro.seed_everything(seed, threads=cfg.threads)
-    model = build(spec["model"], **spec["kwargs"])
-    gen = torch.Generator().manual_seed(10_000 + seed)
-    loss = CRLoss(cr=None if spec["loss"]["beta"] == 0 else ContrastiveRegularization(
-        vgg=VGG, ablation=spec["loss"].get("ablation", False)), beta=spec["loss"]["beta"],
-        n_pos=spec["loss"].get("n_pos", 1), n_neg=spec["loss"].get("n_neg", 1), generator=gen)
-    tcfg = PairedTrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, crop=cfg.crop, lr=cfg.lr, seed=seed,
-                             threads=cfg.threads, eval_every=0, log_every=max(1, cfg.steps // 20))
-    train_set = train_bm.dataset(crop=cfg.crop, augment=True, seed=seed)
-    t0 = time.perf_counter()
-    hist = train_paired(model, loss, train_set, None, tcfg, RUNS / slug(name) / f"seed{seed}",
-                        model_spec={"model": spec["model"], "kwargs": spec["kwargs"]}, resume=False, progress=False)
-    train_s = time.perf_counter() - t0
-    res = evaluate(model, test_set)
-    return model, hist, {"config": name, "seed": seed, "psnr": res["psnr"], "ssim": res["ssim"], "n_test": res["n"],
-                         "params": sum(p.numel() for p in model.parameters()), "train_s": train_s,
-                         "s_per_step": train_s / cfg.steps}
-
-
-results, histories, models_seed0 = [], {}, {}
-t_all = time.perf_counter()
-for name in RUN_ORDER:
-    for seed in cfg.seeds:
-        model, hist, row = run_one(name, seed)
-        results.append(row)
-        histories[(name, seed)] = hist
-        if seed == cfg.seeds[0]:
-            models_seed0[name] = model.eval()
-        print(f"{name:20s} seed {seed}: PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f}  ({row['train_s']:.0f} s)")
-runs = pd.DataFrame(results)
+# The runs of this notebook (rows above x seeds) are declared once, in dehazelab/runs/grids.py; each is
+# read from results/<size>/runs/<id>/ (trained there by the pipeline) or trained here when missing.
+params = {k: globals()[k] for k in notebook_defaults("01_cr_aecrnet")}
+run_grid = ensure_grid("01_cr_aecrnet", params)
+RUN_ORDER = list(dict.fromkeys(g.variant for g, _ in run_grid))
+NEEDED = set(RUN_ORDER)
+USES_CR = {g.variant: g.spec["loss"] == "cr" for g, _ in run_grid}
+runs = run_grid.table().rename(columns={"variant": "config", "sec_per_step": "s_per_step"})
+histories = {(g.variant, g.seed): r.history for g, r in run_grid}
+models_seed0 = {name: run_grid.first(name).model() for name in RUN_ORDER}
 io.write_table(runs, OUT / "runs_per_seed")
-print(f"all runs: {time.perf_counter() - t_all:.0f} s")
+for _, row in runs.iterrows():
+    print(f"{row.config:20s} seed {row.seed}: PSNR {row.psnr:.2f} SSIM {row.ssim:.4f}  ({row.train_s:.0f} s)  {row.run}")
 
 # %% [markdown]
 # ### The CR ratio during training
@@ -343,7 +301,7 @@ def summarise(df, names):
         ci = lambda x: float(tval * x.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
         out.append({"row": name, "seeds": n, "PSNR": g.psnr.mean(), "PSNR ±95%": ci(g.psnr), "SSIM": g.ssim.mean(),
                     "SSIM ±95%": ci(g.ssim), "#params": int(g.params.iloc[0]), "s/step": g.s_per_step.mean(),
-                    "VGG-19 of CR": cfg.vgg_used if CONFIGS[name]["loss"]["beta"] > 0 else "— (no CR)"})
+                    "VGG-19 of CR": cfg.vgg_used if USES_CR[name] else "— (no CR)"})
     return pd.DataFrame(out)
 
 
@@ -550,14 +508,13 @@ display(perf_df.round(3))
 
 # %%
 if "+ CR (1:1)" in models_seed0:
-    export_weights(models_seed0["+ CR (1:1)"], {"model": "aecrnet", "kwargs": CONFIGS["+ CR (1:1)"]["kwargs"]},
-                   OUT / f"aecrnet_{cfg.size}.pt")
+    shutil.copyfile(run_grid.first("+ CR (1:1)").weights_file, OUT / f"aecrnet_{cfg.size}.pt")
 if "AOD-Net" in models_seed0:
-    export_weights(models_seed0["AOD-Net"], {"model": "aodnet", "kwargs": {}}, OUT / f"aodnet_{cfg.size}.pt")
+    shutil.copyfile(run_grid.first("AOD-Net").weights_file, OUT / f"aodnet_{cfg.size}.pt")
 
 metrics = {
     "notebook": "01_cr_aecrnet", "size": cfg.size, "vgg": cfg.vgg_used, "data": cfg.data_used,
-    "seeds": cfg.seeds, "steps": cfg.steps,
+    "seeds": cfg.seeds, "steps": cfg.steps, "runs": runs.run.tolist(),
     "tables": {k: v.to_dict("records") for k, v in tables_out.items()},
     "claims": claims_df.to_dict("records"),
     "performance": perf_df.to_dict("records"),

@@ -36,11 +36,12 @@
 # 1. lists every assumption of the reconstruction, tagged by source;
 # 2. explains the idea: the scattering model's scene and haze factors, cross-encoder PatchNCE, and
 #    adversarially generated negatives;
-# 3. trains the ablation — **CycleGAN → + contrastive (in-image negatives) → + adversarial hard
-#    negatives (CDD-GAN) → + clear exemplars** — with the shared unpaired trainer on the same unpaired
-#    SOTS split as notebook 02 (hazy images of train scenes 1400–1414, clear images of 1415–1429), several
-#    seeds, PSNR/SSIM on the paired unseen test scenes 1430–1439, with notebook 02's CUT as a reference
-#    row (read from its results, never retrained here);
+# 3. reads the ablation — **CycleGAN → + contrastive (in-image negatives) → + adversarial hard
+#    negatives (CDD-GAN) → + clear exemplars**, several seeds — from `results/<size>/runs/` (runs
+#    trained by the pipeline with the shared unpaired trainer, or here when missing) on the same
+#    unpaired SOTS split as notebook 02 (hazy images of train scenes 1400–1414, clear images of
+#    1415–1429), PSNR/SSIM on the paired unseen test scenes 1430–1439, with notebook 02's CUT as a
+#    reference row (read from its results, never retrained here);
 # 4. shows the encoders' features (PCA) coloured by scene and by haze level before and after
 #    training, what the generated negatives look like (their nearest real patches), and the dehazers on
 #    real hazy photographs;
@@ -76,11 +77,15 @@ real_max_images = 1  # real hazy photographs shown (skipped when the data folder
 real_max_side = 320  # real photos are resized so their longer side is at most this
 
 # %%
+params = {"size": size, "seeds": seeds, "threads": threads, "out_dir": out_dir, "steps": steps, "crop": crop,
+          "ngf": ngf, "ndf": ndf, "n_blocks": n_blocks, "num_patches": num_patches, "num_negatives": num_negatives,
+          "netF_nc": netF_nc, "decay_fraction": decay_fraction, "max_test_images": max_test_images,
+          "test_levels": test_levels, "feature_scenes": feature_scenes, "feature_side": feature_side,
+          "real_max_images": real_max_images, "real_max_side": real_max_side}  # every name of the parameters cell
+
 import math
 import platform
-import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -91,108 +96,87 @@ import torch.nn.functional as F
 from IPython.display import display
 
 from dehazelab import io, paths, plotting, repro
+from dehazelab import runs as druns
 from dehazelab import stats as dstats
 from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
-from dehazelab.data.datasets import PairedDataset, UnpairedDataset, load_benchmark
+from dehazelab.data.datasets import PairedDataset, load_benchmark
+from dehazelab.data.selection import filter_pairs, scene_halves, spread
 from dehazelab.inference import export_weights, load_model
 from dehazelab.methods import build_method
 from dehazelab.methods.cddgan import CDDGAN_VARIANTS
 from dehazelab.models.resnet_generator import to_pm1
+from dehazelab.runs import grids as run_grids
 from dehazelab.train.paired import evaluate
-from dehazelab.train.unpaired import UnpairedTrainConfig, train_unpaired
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
-VARIANTS = ("cyclegan", "contrastive", "cddgan", "cddgan_exemplars")  # the ablation rows, in order
+VARIANTS = run_grids.CDDGAN_ROWS  # the ablation rows, in order: cyclegan, contrastive, cddgan, cddgan_exemplars
 LABEL = {"cyclegan": "CycleGAN (backbone)", "contrastive": "+ contrastive (in-image negatives)",
          "cddgan": "+ adversarial hard negatives (CDD-GAN)", "cddgan_exemplars": "+ clear exemplars"}
 SHORT = {"cyclegan": "CycleGAN", "contrastive": "+contrastive", "cddgan": "CDD-GAN", "cddgan_exemplars": "+exemplars"}
-assert set(VARIANTS) == set(CDDGAN_VARIANTS)
+assert set(VARIANTS) == set(CDDGAN_VARIANTS) and set(params) == set(run_grids.notebook_defaults("03_cddgan"))
 
-
-@dataclass
-class RunConfig:
-    """The resolved configuration of this run, written beside its results."""
-
-    size: str
-    seeds: list
-    threads: int
-    out_dir: str
-    steps: int
-    crop: int
-    ngf: int
-    ndf: int
-    n_blocks: int
-    num_patches: int
-    num_negatives: int
-    netF_nc: int
-    decay_fraction: float
-    max_test_images: int
-    test_levels: list
-    feature_scenes: int
-    feature_side: int
-    real_max_images: int
-    real_max_side: int
-    method_kwargs: dict = field(default_factory=dict)
-    schedule: dict = field(default_factory=dict)
-    data_used: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
-
-
-cfg = RunConfig(size, [int(s) for s in seeds], int(threads), out_dir or f"{size}/03_cddgan", int(steps), int(crop),
-                int(ngf), int(ndf), int(n_blocks), int(num_patches), int(num_negatives), int(netF_nc),
-                float(decay_fraction), int(max_test_images), [int(v) for v in test_levels], int(feature_scenes),
-                int(feature_side), int(real_max_images), int(real_max_side))
-assert cfg.seeds and cfg.steps >= 2 and cfg.crop % 4 == 0 and cfg.n_blocks >= 5 and cfg.feature_side % 4 == 0
-assert cfg.num_negatives % 2 == 0 and 0.0 <= cfg.decay_fraction < 1.0
-repro.seed_everything(cfg.seeds[0], threads=cfg.threads)
+seeds = [int(s) for s in seeds]
+assert seeds and steps >= 2 and crop % 4 == 0 and n_blocks >= 5 and feature_side % 4 == 0
+assert num_negatives % 2 == 0 and 0.0 <= decay_fraction < 1.0
+repro.seed_everything(seeds[0], threads=int(threads))
 plotting.setup()
-OUT = paths.results_dir() / cfg.out_dir
-RUNS = OUT / "runs"  # per-run checkpoints and histories (not committed)
+OUT = paths.results_dir() / (out_dir or f"{size}/03_cddgan")  # out_dir: relative to the results folder
 OUT.mkdir(parents=True, exist_ok=True)
 device = repro.pick_device("auto")
-cfg.versions = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-                "threads": torch.get_num_threads()}
 
-common = {"ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "ndf": cfg.ndf, "num_patches": cfg.num_patches,
-          "num_negatives": cfg.num_negatives, "netF_nc": cfg.netF_nc}
-cfg.method_kwargs = {v: {"variant": v, **common} for v in VARIANTS}
-n_decay = round(cfg.steps * cfg.decay_fraction)
-cfg.schedule = {"n_steps": cfg.steps - n_decay, "n_steps_decay": n_decay}
+# The runs of this notebook, declared once in dehazelab/runs/grids.py (the Snakefile trains the same
+# list): one spec per row and seed, its folder results/<size>/runs/<run id>/.
+GRID = run_grids.grid("03_cddgan", params, run_threads=int(threads))
+method_kwargs = {g.variant: {k: v for k, v in g.spec["method_kwargs"].items() if k != "seed"}
+                 for g in GRID if g.seed == seeds[0]}
+schedule = {k: GRID[0].spec["train"][k] for k in ("n_steps", "n_steps_decay")}
+run_ids = {f"{g.variant}/seed{g.seed}": g.id for g in GRID}
 
-# The unpaired split of notebook 02: hazy images of the first half of the training scenes, clear
-# images of the second half, so no clear image belongs to a hazy one's scene.
+# The unpaired split of notebook 02 (dehazelab.data.selection.scene_halves): hazy images of the first
+# half of the training scenes, one clear image per scene of the second half, so no clear image belongs
+# to a hazy one's scene.
 train_bm = load_benchmark("sots", "train", seed=0)
-scenes = sorted({p.scene for p in train_bm.pairs})
-hazy_scenes, clear_scenes = scenes[: len(scenes) // 2], scenes[len(scenes) // 2:]
-hazy_items = [p for p in train_bm.pairs if p.scene in set(hazy_scenes)]
-clear_items = list({p.scene: p for p in train_bm.pairs if p.scene in set(clear_scenes)}.values())  # one per scene
+hazy_items, clear_items, hazy_scenes, clear_scenes = scene_halves(train_bm.pairs)
 assert not {p.scene for p in hazy_items} & {p.scene for p in clear_items}
 
+# The test images the runs are scored on, selected as the run specs select them: the haze levels
+# `test_levels` (SOTS only; the synthetic fallback has its own levels), then `max_test_images`
+# spread evenly over the sorted split.
 test_bm = load_benchmark("sots", "test", seed=0)
-all_test_pairs = [p for p in test_bm.pairs if getattr(p, "level", None) is None or int(p.level) in set(cfg.test_levels)]
-test_pairs = list(all_test_pairs)
-if cfg.max_test_images:
-    test_pairs = test_pairs[:: max(1, len(test_pairs) // cfg.max_test_images)][: cfg.max_test_images]
+has_data = paths.data_root() is not None
+all_test_pairs = filter_pairs(test_bm.pairs, levels=test_levels) if has_data else list(test_bm.pairs)
+test_pairs = spread(all_test_pairs, int(max_test_images))
 test_set = PairedDataset(test_pairs)
-cfg.data_used = {"train": {**train_bm.describe(), "hazy_scenes": hazy_scenes, "clear_scenes": clear_scenes,
-                           "n_hazy": len(hazy_items), "n_clear": len(clear_items)},
-                 "test": {**test_bm.describe(), "n_pairs": len(test_pairs), "images": [p.name for p in test_pairs]}}
+data_used = {"train": {**train_bm.describe(), "hazy_scenes": hazy_scenes, "clear_scenes": clear_scenes,
+                       "n_hazy": len(hazy_items), "n_clear": len(clear_items)},
+             "test": {**test_bm.describe(), "n_pairs": len(test_pairs), "images": [p.name for p in test_pairs]}}
+versions = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+            "threads": torch.get_num_threads()}
+
+
+def write_config():
+    """The resolved configuration of this notebook, written beside its results."""
+    io.write_json(OUT / "config.json", {**params, "seeds": seeds, "out_dir": out_dir or f"{size}/03_cddgan",
+                                        "method_kwargs": method_kwargs, "schedule": schedule, "data_used": data_used,
+                                        "runs_dir": str(druns.runs_dir(size)), "runs": run_ids, "versions": versions})
+
+
 print(f"train ({train_bm.source}): {len(hazy_items)} hazy images of scenes {hazy_scenes[0]}-{hazy_scenes[-1]}, "
       f"{len(clear_items)} clear images of scenes {clear_scenes[0]}-{clear_scenes[-1]}")
 print(f"test: {len(test_pairs)} paired images of scenes {test_bm.scenes[0]}-{test_bm.scenes[-1]}; device {device}")
 scaled = pd.DataFrame([
-    ("generators G_A, G_B", "anti-aliased ResNet, 9 blocks, ngf 64 (CUT/NEGCUT)", f"ResNet, {cfg.n_blocks} blocks, ngf {cfg.ngf}"),
-    ("discriminators D_A, D_B (PatchGAN) width", "64", str(cfg.ndf)),
-    ("training crop", "256 of a 286² resize (CUT/NEGCUT loader)", f"{cfg.crop} at native resolution"),
-    ("PatchNCE positions per layer", "256 (NEGCUT)", str(cfg.num_patches)),
-    ("generated negatives per image and layer", "256 (NEGCUT)", str(cfg.num_negatives)),
-    ("projection-head / negative width", "256 (NEGCUT)", str(cfg.netF_nc)),
-    ("iterations (batch 1)", "hundreds of thousands (NEGCUT: 400 epochs)", f"{cfg.steps} for each row"),
+    ("generators G_A, G_B", "anti-aliased ResNet, 9 blocks, ngf 64 (CUT/NEGCUT)", f"ResNet, {n_blocks} blocks, ngf {ngf}"),
+    ("discriminators D_A, D_B (PatchGAN) width", "64", str(ndf)),
+    ("training crop", "256 of a 286² resize (CUT/NEGCUT loader)", f"{crop} at native resolution"),
+    ("PatchNCE positions per layer", "256 (NEGCUT)", str(num_patches)),
+    ("generated negatives per image and layer", "256 (NEGCUT)", str(num_negatives)),
+    ("projection-head / negative width", "256 (NEGCUT)", str(netF_nc)),
+    ("iterations (batch 1)", "hundreds of thousands (NEGCUT: 400 epochs)", f"{steps} for each row"),
     ("test images", "SOTS (paper's protocol unknown to us)", f"{len(test_pairs)} SOTS pairs at native resolution"),
 ], columns=["setting", "paper-like (assumed)", "this run"])
 display(scaled)
-_ = io.write_json(OUT / "config.json", asdict(cfg))
+write_config()
 
 # %% [markdown]
 # ## 1 · What is assumed, and from where
@@ -220,7 +204,7 @@ ASSUMPTIONS = [
     ("negatives in the G step", "re-generated with fresh noise and positions, treated as constants", "NEGCUT code re-generates; the detach: our choice (NEGCUT lets gradient reach G through the negatives' conditioning)"),
     ("clear exemplars", "the batch's unpaired clear image, embedded by the momentum head in the dehazed query's space, averaged and re-normalised, is an extra positive of every dehazed query (weight 1, same negatives)", "abstract (unpaired clear exemplars enhance task-relevant factors); form: our choice (the figure draws clear-side vectors as positives of F_enc(N_H))"),
     ("optimiser, init, batch", "Adam 2e-4 (0.5, 0.999) for G, D, heads and N; xavier 0.02; batch 1", "NEGCUT / CUT code (DCD-GAN: lr 1e-4, hinge loss)"),
-    ("schedule", f"constant lr, then linear decay over the last {cfg.decay_fraction:.0%} of the iterations; crops throughout", "CycleGAN / NEGCUT code (shape); crops kept in the decay phase: our choice (as notebook 02)"),
+    ("schedule", f"constant lr, then linear decay over the last {decay_fraction:.0%} of the iterations; crops throughout", "CycleGAN / NEGCUT code (shape); crops kept in the decay phase: our choice (as notebook 02)"),
     ("evaluation", "PSNR/SSIM (scikit-image, RGB, [0, 1]) on SOTS-indoor test scenes at native resolution", "our choice (the paper's protocol was not reachable)"),
 ]
 assumptions = pd.DataFrame(ASSUMPTIONS, columns=["what", "reconstruction", "source"])
@@ -252,7 +236,7 @@ with pd.option_context("display.max_colwidth", 200):
 by_scene: dict = {}
 for p in all_test_pairs:
     by_scene.setdefault(p.scene, []).append(p)
-feat_scenes = [s for s in sorted(by_scene) if len(by_scene[s]) > 1][: cfg.feature_scenes] or sorted(by_scene)[:1]
+feat_scenes = [s for s in sorted(by_scene) if len(by_scene[s]) > 1][: feature_scenes] or sorted(by_scene)[:1]
 demo_pairs = sorted(by_scene[feat_scenes[0]], key=lambda p: int(p.level) if p.level is not None else 0)
 demo_ds = PairedDataset(demo_pairs)
 
@@ -277,52 +261,40 @@ plotting.savefig(fig, OUT / "fig_scene_and_haze.png")
 plt.show()
 
 # %% [markdown]
-# ## 3 · Training the ablation
+# ## 3 · The ablation runs
 # One run = one row and one seed; every run sees the same hazy and clear images, crops and number of
 # iterations. All four rows are the same class (`CDDGAN`) with components switched on one at a time,
 # so the "CycleGAN" row is CDD-GAN's *backbone* (anti-aliased networks, the D → G order), not notebook
 # 02's official CycleGAN. Each run is scored once, after its last iteration, on the paired test images
-# at full resolution.
+# at full resolution. The runs are declared in `dehazelab/runs/grids.py` and read from
+# `results/<size>/runs/<run id>/` (`summary.json`, `history.csv`, `per_image.csv`, and `weights.pt` for
+# the first seed): the pipeline trains them as separate jobs before this notebook runs; opened without
+# it, the notebook trains the missing ones here first. `config.json` lists the run ids used.
 
 # %%
-def run_one(variant, seed):
-    repro.seed_everything(seed, threads=cfg.threads)
-    method = build_method("cddgan", seed=seed, **cfg.method_kwargs[variant])
-    tcfg = UnpairedTrainConfig(**cfg.schedule, crop=cfg.crop, batch_size=1, augment=True, decay_data="keep",
-                               eval_every=0, seed=seed, threads=cfg.threads, log_every=max(1, cfg.steps // 25))
-    train_set = UnpairedDataset(hazy_items, clear_items, crop=cfg.crop, seed=seed, augment=True)
-    t0 = time.perf_counter()
-    hist = train_unpaired(method, train_set, test_set, tcfg, RUNS / variant / f"seed{seed}", resume=False,
-                          progress=False)
-    run_s = time.perf_counter() - t0
-    last = hist.iloc[-1]
-    s_iter = float(hist.sec_per_step.iloc[1:].median() if len(hist) > 2 else hist.sec_per_step.mean())
-    row = {"variant": variant, "seed": seed, "psnr": float(last.psnr), "ssim": float(last.ssim),
-           "n_test": int(last.eval_n), "s_per_iter": s_iter, "run_s": run_s,
-           "params_G_A": method.n_params()["G_A"], "params_trained": sum(
-               v for k, v in method.n_params().items() if not k.endswith("_ema"))}
-    return method, hist, row
-
-
-results, histories, methods_seed0 = [], {}, {}
-t_all = time.perf_counter()
-for seed in cfg.seeds:
-    for variant in VARIANTS:
-        method, hist, row = run_one(variant, seed)
-        results.append(row)
-        histories[(variant, seed)] = hist
-        if seed == cfg.seeds[0]:
-            methods_seed0[variant] = method
-        print(f"{SHORT[variant]:12s} seed {seed}: PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f} "
-              f"({row['s_per_iter']:.3f} s/iter, run incl. evaluation {row['run_s']:.0f} s)")
-runs = pd.DataFrame(results)
+# Every run of the grid: read from results/<size>/runs/<run id>/ when it has finished (Snakemake
+# trains them as separate jobs before this notebook), trained here first when it is missing.
+grid_runs = druns.ensure_grid("03_cddgan", params, progress=True)
+tab = grid_runs.table()
+runs = tab.rename(columns={"sec_per_step": "s_per_iter", "params": "params_G_A"})
+runs["run_s"] = tab.train_s + tab.eval_s  # training and scoring of the run
+runs["params_trained"] = [sum(n for k, n in r.summary["params"].items() if not k.endswith("_ema")) for _, r in grid_runs]
+runs = runs[["variant", "seed", "psnr", "ssim", "n_test", "s_per_iter", "run_s", "params_G_A", "params_trained"]]
+histories = {(g.variant, g.seed): r.history for g, r in grid_runs}
+methods_seed0 = {v: grid_runs.first(v).method(device) for v in VARIANTS}
+assert list(tab.run) == [g.id for g in GRID]  # the runs declared in the setup cell (config.json)
+for g, r in grid_runs:
+    assert list(r.per_image.name.astype(str)) == [p.name for p in test_pairs], f"{r.id}: scored on other test images"
+for row in runs.itertuples():
+    print(f"{SHORT[row.variant]:12s} seed {row.seed}: PSNR {row.psnr:.2f} SSIM {row.ssim:.4f} "
+          f"({row.s_per_iter:.3f} s/iter, run incl. evaluation {row.run_s:.0f} s; {run_ids[f'{row.variant}/seed{row.seed}']})")
 io.write_table(runs, OUT / "runs_per_seed")
-total_train_s = time.perf_counter() - t_all
-print(f"all runs: {total_train_s:.0f} s")
+total_train_s = float(runs.run_s.sum())
+print(f"all runs: {total_train_s:.0f} s (read from {druns.runs_dir(size)})")
 hazy_ref = evaluate(torch.nn.Identity(), test_set, device)
 print(f"hazy input (no dehazing): PSNR {hazy_ref['psnr']:.2f} SSIM {hazy_ref['ssim']:.4f}")
 assert np.isfinite(runs.psnr).all() and (runs.n_test == len(test_pairs)).all()
-assert len(runs) == len(VARIANTS) * len(cfg.seeds)
+assert len(runs) == len(VARIANTS) * len(seeds)
 
 # %% [markdown]
 # ### Losses during training (seed 0)
@@ -334,7 +306,7 @@ assert len(runs) == len(VARIANTS) * len(cfg.seeds)
 
 # %%
 fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
-s0 = cfg.seeds[0]
+s0 = seeds[0]
 colors = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
 h = histories[("cddgan", s0)]
 for c in ("loss_G_A", "loss_D_A", "loss_cycle_A", "loss_idt_A"):
@@ -347,8 +319,8 @@ for v in VARIANTS[1:]:
     ax[2].plot(hv.step, hv.stat_sim_pos, color=colors[v], label=f"{SHORT[v]}: cos(q, positive)")
     ax[2].plot(hv.step, hv.stat_sim_neg, color=colors[v], ls="--", label=f"{SHORT[v]}: cos(q, negatives)")
 lam = CDDGAN_VARIANTS["cddgan"]["lambda_NCE"]
-ax[1].axhline(lam * math.log(cfg.num_patches), color="gray", ls=":", lw=1, label="in-image NCE at chance")
-ax[1].axhline(lam * math.log(cfg.num_negatives + 1), color="black", ls=":", lw=1, label="generated NCE at chance")
+ax[1].axhline(lam * math.log(num_patches), color="gray", ls=":", lw=1, label="in-image NCE at chance")
+ax[1].axhline(lam * math.log(num_negatives + 1), color="black", ls=":", lw=1, label="generated NCE at chance")
 ax[1].set(title="contrastive terms (solid X, dashed Y)", xlabel="iteration")
 ax[2].set(title="hardness (deepest layer, X)", xlabel="iteration", ylabel="mean cosine")
 for a in ax:
@@ -377,13 +349,13 @@ for v in VARIANTS:
                   "#params trained": int(g_.params_trained.iloc[0]), "source": "trained here"})
 
 # notebook 02's CUT, read (never retrained)
-NB02 = paths.results_dir() / cfg.size / "02_cut_fastcut"
+NB02 = paths.results_dir() / size / "02_cut_fastcut"
 cut_ref = {"status": "absent", "path": str(NB02 / "metrics.json")}
 cut_runs = None
 if (NB02 / "metrics.json").is_file():
     m02 = io.read_json(NB02 / "metrics.json")
     rows02 = [r for r in (m02.get("tables", {}).get("cut_table") or []) if r.get("method") == "CUT"]
-    same_test = (m02.get("data", {}).get("test", {}).get("images") == cfg.data_used["test"]["images"])
+    same_test = (m02.get("data", {}).get("test", {}).get("images") == data_used["test"]["images"])
     if rows02:
         r = rows02[0]
         cut_ref = {"status": "read", "path": str(NB02 / "metrics.json"), "same_test_images": bool(same_test),
@@ -398,7 +370,7 @@ if (NB02 / "metrics.json").is_file():
     else:
         cut_ref["status"] = "no CUT row in notebook 02's metrics.json"
 if cut_ref["status"] == "absent":
-    print(f"notebook 02's results at size {cfg.size!r} are absent ({NB02 / 'metrics.json'}): no CUT reference row")
+    print(f"notebook 02's results at size {size!r} are absent ({NB02 / 'metrics.json'}): no CUT reference row")
 table.append({"row": "hazy input (reference)", "seeds": 0, "PSNR": hazy_ref["psnr"], "SSIM": hazy_ref["ssim"],
               "source": "no dehazing"})
 ablation = pd.DataFrame(table)
@@ -446,12 +418,12 @@ def centre(img, side):
 feat_imgs, feat_scene, feat_level = [], [], []
 for i, p in enumerate(feat_pairs):
     item = feat_ds[i]
-    feat_imgs.append(centre(item["hazy"], cfg.feature_side))
+    feat_imgs.append(centre(item["hazy"], feature_side))
     feat_scene.append(str(p.scene))
     feat_level.append(int(p.level) if p.level is not None and str(p.level).isdigit() else 1)
 for s in feat_scenes:  # each scene's clear image as haze level 0
     item = feat_ds[[p.scene for p in feat_pairs].index(s)]
-    feat_imgs.append(centre(item["clear"], cfg.feature_side))
+    feat_imgs.append(centre(item["clear"], feature_side))
     feat_scene.append(str(s))
     feat_level.append(0)
 feat_x = torch.stack(feat_imgs)
@@ -486,7 +458,7 @@ def pca2(f):
 
 feature_rows, feats_for_plot = [], {}
 for v in VARIANTS:
-    init = build_method("cddgan", seed=s0, **cfg.method_kwargs[v]).to(device)  # the same seed's initial weights
+    init = build_method("cddgan", seed=s0, **method_kwargs[v]).to(device)  # the same seed's initial weights
     for when, m_ in (("before training", init), ("after training", methods_seed0[v])):
         q, k = query_features(m_, feat_x)
         feats_for_plot[(v, when)] = q
@@ -616,8 +588,8 @@ assert torch.allclose(negs.norm(dim=1), torch.ones(len(negs)), atol=1e-3)  # x /
 # %%
 dehazers = {v: methods_seed0[v].dehazer().eval() for v in VARIANTS}
 samples = [(test_set[i]["hazy"], test_set[i]["clear"], test_pairs[i].name) for i in range(min(2, len(test_set)))]
-real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, cfg.real_max_images, cfg.real_max_side)
-cfg.data_used["real"] = [name for name, _ in real]
+real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, real_max_images, real_max_side)
+data_used["real"] = [name for name, _ in real]
 if not real:
     print("no real hazy photographs found (no data folder or no real-hazy/ in it): showing SOTS test images only")
 samples += [(img, None, Path(name).stem) for name, img in real]
@@ -631,7 +603,7 @@ plotting.savefig(fig, OUT / "fig_qualitative.png")
 plt.show()
 for v in VARIANTS:
     methods_seed0[v].train()
-_ = io.write_json(OUT / "config.json", asdict(cfg))
+write_config()
 
 # %% [markdown]
 # ## 8 · The abstract's claims against ours
@@ -661,7 +633,7 @@ def paired(a, b, col, other=None):
 
 claims = []
 long = dstats.ClaimsTable(paper="CDD-GAN (ECCV'22, reconstruction)", notebook="03_cddgan")
-setting = f"ngf {cfg.method_kwargs['cddgan'].get('ngf')}, {cfg.steps} iterations"
+setting = f"ngf {method_kwargs['cddgan'].get('ngf')}, {steps} iterations"
 for claim, evidence, a, b in [
     ("hard negatives help", "abstract: adversarial hard negatives suppress task-irrelevant factors", "cddgan", "contrastive"),
     ("unpaired clear exemplars help", "abstract: clear exemplars enhance task-relevant factors", "cddgan_exemplars", "cddgan"),
@@ -689,7 +661,7 @@ elif cut_ref["status"] == "read":
     why = "other test images" if not cut_ref["same_test_images"] else "no per-seed results (runs_per_seed.csv)"
     claims.append((*cut_claim, 0, f"notebook 02's CUT is not paired with ours ({why})", "undetermined"))
 else:
-    claims.append((*cut_claim, 0, f"notebook 02's results at size {cfg.size!r}: {cut_ref['status']}", "undetermined (no CUT row)"))
+    claims.append((*cut_claim, 0, f"notebook 02's results at size {size!r}: {cut_ref['status']}", "undetermined (no CUT row)"))
 claims_df = pd.DataFrame(claims, columns=["claim", "paper's evidence", "difference", "paired seeds",
                                           "ours (difference, 95% CI)", "at this size"])
 io.write_table(claims_df, OUT / "claims")
@@ -706,7 +678,7 @@ with pd.option_context("display.max_colwidth", 120):
 
 # %%
 cdd_seed0 = methods_seed0["cddgan"]
-weights_path = export_weights(cdd_seed0.dehazer(), cdd_seed0.model_spec(), OUT / f"cddgan_{cfg.size}.pt")
+weights_path = export_weights(cdd_seed0.dehazer(), cdd_seed0.model_spec(), OUT / f"cddgan_{size}.pt")
 reloaded = load_model("cddgan", weights_path, device=device)
 x = test_set[0]["hazy"][None].to(device)
 with torch.no_grad():
@@ -715,11 +687,11 @@ cdd_seed0.train()
 assert weights_path.stat().st_size <= 5 * 2**20, weights_path.stat().st_size
 
 metrics = {
-    "notebook": "03_cddgan", "size": cfg.size, "reconstruction": True,
+    "notebook": "03_cddgan", "size": size, "reconstruction": True,
     "paper_numbers": None, "paper_numbers_note": "CDD-GAN's tables were not reachable; no paper numbers are quoted",
-    "data": cfg.data_used, "seeds": cfg.seeds, "steps": cfg.steps, "variants": list(VARIANTS),
-    "method_kwargs": cfg.method_kwargs, "schedule": cfg.schedule, "hazy_input": hazy_ref,
-    "cut_reference": cut_ref, "total_train_s": total_train_s,
+    "data": data_used, "seeds": seeds, "steps": steps, "variants": list(VARIANTS),
+    "method_kwargs": method_kwargs, "schedule": schedule, "hazy_input": hazy_ref,
+    "cut_reference": cut_ref, "total_train_s": total_train_s, "runs_dir": str(druns.runs_dir(size)), "runs": run_ids,
     "tables": {"ablation": ablation.to_dict("records"), "feature_eta2": feature_df.to_dict("records"),
                "negatives_origin": origin.to_dict("records"), "negatives_hardness": hardness,
                "assumptions": assumptions.to_dict("records")},
@@ -728,6 +700,6 @@ metrics = {
 }
 io.write_json(OUT / "metrics.json", metrics)
 print(sorted(p.name for p in OUT.iterdir()))
-assert f"cddgan_{cfg.size}.pt" in {p.name for p in OUT.iterdir()}
+assert f"cddgan_{size}.pt" in {p.name for p in OUT.iterdir()}
 assert np.isfinite(runs.psnr).all() and len(claims_df) == 4
 assert set(ablation.row) >= {LABEL[v] for v in VARIANTS}

@@ -457,8 +457,9 @@ def train_paired(
         ``(out, clear, hazy)`` (e.g. ``CRLoss``) and a bare tensor result are accepted too (see
         :func:`as_loss_fn`); ``None`` = L1. Parts are logged as ``loss_<part>`` (a part named
         ``loss`` is the total and is not repeated). An ``nn.Module`` loss (e.g. one holding a VGG)
-        is moved to the device too. Randomness inside the loss is resume-exact only if it draws
-        from the global RNGs (a private ``torch.Generator`` is not checkpointed).
+        is moved to the device too. Randomness inside the loss is resume-exact when it draws
+        from the global RNGs or from a CPU ``torch.Generator`` held as ``loss_fn.generator``
+        (its state is checkpointed).
     train_set: items ``{"hazy": 3×h×w, "clear": 3×h×w, "name": str}`` — crops of one size, already
         augmented by the dataset.
     test_set: same item format, full images; ``None`` disables evaluation.
@@ -494,6 +495,9 @@ def train_paired(
     if stop_at is not None and not 1 <= int(stop_at):
         raise ValueError(f"stop_at must be >= 1, got {stop_at}")
     loss_module = loss_fn if isinstance(loss_fn, nn.Module) else None
+    loss_gen = getattr(loss_fn, "generator", None)
+    loss_gen = loss_gen if isinstance(loss_gen, torch.Generator) else None
+    loss_gen_before = None
     loss_name = "l1_loss" if loss_fn is None else getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__)
     loss_fn = as_loss_fn(loss_fn)
     model_spec = validate_model_spec(model_spec)
@@ -566,6 +570,8 @@ def train_paired(
         window.load_state_dict(ckpt["extra"].get("window", {}))
         amp_skipped_run = int(ckpt["extra"].get("amp_skipped_run", 0))
         restore_rng_state(ckpt["rng"])
+        if loss_gen is not None and "loss_generator" in ckpt["extra"]:
+            loss_gen.set_state(ckpt["extra"]["loss_generator"])
         if dctx.is_main:
             history.truncate(step)
         resumed_from = step
@@ -598,6 +604,8 @@ def train_paired(
 
     def state(at_step: int, rng: Mapping[str, Any] | None = None) -> dict[str, Any]:
         extra: dict[str, Any] = {"window": window.state_dict(), "config_hash": cfg.config_hash()}
+        if loss_gen is not None:  # the loss's private sampler (CR's extra samples), for an exact resume
+            extra["loss_generator"] = loss_gen_before if rng is not None else loss_gen.get_state()
         if scaler is not None:
             extra["amp_scaler"] = scaler.state_dict()
             extra["amp_skipped_run"] = amp_skipped_run
@@ -618,6 +626,7 @@ def train_paired(
         while step < last_step:
             t0 = time.perf_counter()
             rng_before = capture_rng_state()
+            loss_gen_before = loss_gen.get_state() if loss_gen is not None else None
             epoch, b = divmod(step, steps_per_epoch)
             if batches is None or b == 0:
                 batches = iter(epoch_loader(train_set, cfg, epoch, b, rank=rank, world_size=world))
