@@ -118,3 +118,49 @@ def test_report_captions_are_complete():
             for name, shows in entry[kind].items():
                 assert isinstance(shows, str) and 20 <= len(shows) <= 200, (nb, name, shows)
                 assert kind != "figures" or name.startswith("fig_"), (nb, name)
+
+
+def _dry_run(work: Path, env_setting: str) -> dict[str, int]:
+    """``snakemake -n`` in ``work``: the jobs it would run, by rule."""
+    env = {k: v for k, v in os.environ.items() if k != "DEHAZELAB_RESULTS"}
+    env["DEHAZELAB_DATA"] = str(paths.data_root()) if env_setting == "benchmark data" else ""
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml", "-n", "--quiet", "rules"],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    jobs = {}
+    for line in r.stdout.splitlines():
+        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if m and m.group(1) != "total":
+            jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
+@pytest.mark.slow
+def test_editing_text_retrains_nothing_and_editing_a_model_retrains_its_runs(smoke_run, tmp_path):
+    """Runs are jobs of their own: after a full pipeline, a markdown edit of notebook 02 reruns that
+    notebook (and those that read it) but no training run; an edit of AOD-Net's module reruns exactly
+    the runs that build AOD-Net (notebook 01's AOD-Net row and notebook 04's AOD-Net backbone)."""
+    from dehazelab.runs.grids import grid, notebook_params
+
+    work0, _, setting = smoke_run
+    work = tmp_path / "copy"
+    shutil.copytree(work0, work, symlinks=True)  # copy2 keeps the files' times
+    assert _dry_run(work, setting) == {}, "a finished pipeline has nothing to do"
+
+    nb = work / "notebooks" / "02_cut_fastcut.ipynb"
+    doc = json.loads(nb.read_text())
+    cell = next(c for c in doc["cells"] if c["cell_type"] == "markdown")
+    cell["source"] = "".join(cell["source"]) + "\n\nAn edited sentence."
+    nb.write_text(json.dumps(doc, indent=1))
+    jobs = _dry_run(work, setting)
+    assert "run_02_cut_fastcut" in jobs and "run_01_cr_aecrnet" not in jobs, jobs
+    assert not {"train", "train_kept"} & set(jobs), jobs
+
+    shutil.copytree(work0, work, symlinks=True, dirs_exist_ok=True)  # undo
+    (work / "dehazelab" / "models" / "aodnet.py").touch()
+    jobs = _dry_run(work, setting)
+    has_data = setting == "benchmark data"
+    aod = [g for n in ("01_cr_aecrnet", "02_cut_fastcut", "03_cddgan", "04_iicl")
+           for g in grid(n, notebook_params(n, {"size": "smoke"}), has_data=has_data)
+           if g.spec.get("model") in ("aodnet", "iicl-aodnet")]
+    assert aod and jobs.get("train", 0) + jobs.get("train_kept", 0) == len(aod), (jobs, [g.variant for g in aod])
