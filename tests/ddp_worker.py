@@ -16,7 +16,7 @@ Scenarios, in order (every rank runs all of them; the training functions are col
    and resumed to the end (every rank loads ``last.pt``).
 3. ``cut``      — :func:`train_unpaired` with a tiny CUT, global batch 2, 6 steps (4 + 2 decay);
    ``cut_2steps`` the same run stopped after step 2.
-4. ``helpers``  — the collectives of :mod:`dehazelab.train.distributed` on rank-dependent tensors.
+4. ``helpers``  — the collectives of :mod:`dehazelab.distributed` on rank-dependent tensors.
 5. ``bad_batch`` — global batch 3: a ``ValueError`` when the world size is 2.
 
 A second argument ``float64`` runs every scenario in float64 (the same initial weights and data,
@@ -37,7 +37,7 @@ from torch import nn
 
 from dehazelab.data.datasets import PairedDataset, UnpairedDataset
 from dehazelab.methods import build_method
-from dehazelab.train import distributed as ddp
+from dehazelab import distributed as ddp
 from dehazelab.train.config import PairedTrainConfig
 from dehazelab.train.paired import train_paired
 from dehazelab.train.unpaired import UnpairedTrainConfig, train_unpaired

@@ -52,7 +52,7 @@ from torch import nn
 
 from dehazelab.io import read_json
 from dehazelab.repro import pick_device
-from dehazelab.train import distributed as ddp
+from dehazelab import distributed as ddp
 from dehazelab.train.config import PairedTrainConfig
 from dehazelab.train.paired import EpochSampler, epoch_loader, train_paired
 from dehazelab.train.unpaired import UnpairedTrainConfig, train_unpaired

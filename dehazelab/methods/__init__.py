@@ -47,22 +47,10 @@ from torch import nn
 from dehazelab.models.image_pool import ImagePool
 from dehazelab.models.resnet_generator import to_pm1
 from dehazelab.models.translator import ImageTranslator
-from dehazelab.train import distributed as _dist
+from dehazelab import distributed as _dist
+from dehazelab.divergence import NonFiniteLoss
 
 __all__ = ["UnpairedMethod", "NonFiniteLoss", "METHODS", "build_method", "set_requires_grad"]
-
-
-class NonFiniteLoss(RuntimeError):
-    """A loss or gradient norm of a training step is NaN/inf; raised before it is applied.
-
-    ``what`` names the quantity (e.g. ``"loss D"``, ``"gradient norm G"``), ``value`` its value and
-    ``logs`` the loss parts computed so far in the step. Parts of the step that ran before (e.g. a
-    discriminator update preceding a failing generator loss) *have* been applied.
-    """
-
-    def __init__(self, what: str, value: float, logs: Mapping[str, float] | None = None):
-        self.what, self.value, self.logs = what, float(value), dict(logs or {})
-        super().__init__(f"non-finite {what}: {value}")
 
 
 def set_requires_grad(nets: nn.Module | Iterable[nn.Module], flag: bool) -> None:
@@ -172,7 +160,7 @@ class UnpairedMethod:
         rank stops all of them together."""
         v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
         if _dist.is_active():
-            v = float(_dist.all_reduce_mean_(torch.tensor([v], dtype=torch.float64, device=_dist._comm_device())))
+            v = float(_dist.all_reduce_mean_(torch.tensor([v], dtype=torch.float64, device=_dist.comm_device())))
         if v != v or v in (float("inf"), float("-inf")):
             raise NonFiniteLoss(what, v, logs)
 
@@ -182,7 +170,7 @@ class UnpairedMethod:
         their parameters (logged as ``gnorm_<what>``), then step the optimisers in the given order.
 
         Data-parallel: after ``backward`` the gradients of these optimisers' parameters are averaged
-        over ranks (:func:`dehazelab.train.distributed.average_gradients_` — DDP's mathematics done
+        over ranks (:func:`dehazelab.distributed.average_gradients_` — DDP's mathematics done
         explicitly, because the alternating D / G / head updates with ``requires_grad`` toggling do
         not fit DDP's reducer), so every rank applies the update of the global batch and the logged
         norm is that of the averaged gradient (identical on all ranks)."""

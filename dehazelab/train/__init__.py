@@ -5,7 +5,7 @@
   checkpoint folder with rotation, crash-safe history CSV (shared with the unpaired loop).
 * :mod:`dehazelab.train.paired`     — :func:`train_paired`, :func:`evaluate`, :func:`measure_step_time`.
 * :mod:`dehazelab.train.unpaired`   — ``train_unpaired`` (CUT, FastCUT, CycleGAN, CDD-GAN).
-* :mod:`dehazelab.train.distributed` — data parallelism under ``torchrun`` (global batch sliced per
+* :mod:`dehazelab.distributed` — data parallelism under ``torchrun`` (global batch sliced per
   rank, averaged gradients, rank-0-only I/O); both loops use it, and do nothing extra in one process.
 """
 
@@ -21,7 +21,7 @@ from dehazelab.train.checkpoint import (
     save_checkpoint,
 )
 from dehazelab.train.config import PairedTrainConfig
-from dehazelab.train.distributed import DistContext, init_distributed
+from dehazelab.distributed import DistContext, init_distributed
 from dehazelab.train.paired import evaluate, l1_loss, measure_step_time, train_paired
 
 __all__ = [

@@ -39,6 +39,7 @@ from typing import Callable, Any
 import numpy as np
 import torch
 
+from dehazelab.divergence import TrainingDiverged  # re-exported: the loops raise it
 from dehazelab.io import atomic_write_text, remove_stale_tmp, save_torch
 
 __all__ = [
@@ -73,30 +74,6 @@ CHECKPOINT_SECONDS = 300.0
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable, or not a dehazelab checkpoint."""
-
-
-class TrainingDiverged(RuntimeError):
-    """A non-finite loss (or gradient norm) stopped training.
-
-    Attributes: ``step`` (1-based number of the step that failed), ``what`` (``"loss"`` or
-    ``"gradient norm"``), ``value``, ``logs`` (the loss parts of that step), ``last_good`` (path of
-    the untouched last checkpoint, or ``None``) and ``saved`` (path of the pre-divergence state).
-    """
-
-    def __init__(self, step: int, what: str, value: float, logs: Mapping[str, float] | None = None,
-                 last_good: Path | None = None, saved: Path | None = None):
-        self.step = int(step)
-        self.what = what
-        self.value = value
-        self.logs = dict(logs or {})
-        self.last_good = last_good
-        self.saved = saved
-        parts = ", ".join(f"{k}={v:.6g}" for k, v in self.logs.items()) or "no loss parts"
-        msg = f"training diverged at step {self.step}: non-finite {what} ({value}); loss parts: {parts}"
-        if saved is not None:
-            msg += f"; state before this step saved to {saved}"
-        msg += f"; last good checkpoint: {last_good if last_good is not None else 'none written yet'} (not overwritten)"
-        super().__init__(msg)
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ Files written in ``out_dir``: ``config.json`` (resolved config, at start), ``his
 (one row per ``log_every`` steps and at each evaluation), ``last.pt``, ``best.pt``,
 optionally ``step_XXXXXXXX.pt`` snapshots, and ``prediverge.pt`` on divergence.
 
-Several processes (``torchrun``; :mod:`dehazelab.train.distributed` has the common rules):
+Several processes (``torchrun``; :mod:`dehazelab.distributed` has the common rules):
 ``cfg.batch_size`` is the *global* batch; each rank takes its contiguous slice of every global batch
 (:class:`EpochSampler` with ``rank`` / ``world_size``) and the model is wrapped in
 ``DistributedDataParallel`` (``device_ids=[local_rank]`` on CUDA), which broadcasts rank 0's weights
@@ -79,7 +79,7 @@ from dehazelab.train.checkpoint import (
     validate_model_spec,
 )
 from dehazelab.train.interrupt import StopOnSignal, TrainingInterrupted
-from dehazelab.train import distributed as ddp
+from dehazelab import distributed as ddp
 from dehazelab.train.config import BOOKKEEPING_FIELDS, PairedTrainConfig, with_late_defaults
 
 __all__ = [
@@ -480,7 +480,7 @@ def train_paired(
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments;
     ``cfg.batch_size`` is the global batch (see the module docstring and
-    :mod:`dehazelab.train.distributed`). Bit-exact resume is guaranteed only in a single process. Every rank returns the
+    :mod:`dehazelab.distributed`). Bit-exact resume is guaranteed only in a single process. Every rank returns the
     history read from ``out_dir`` (written by rank 0; empty on a rank that does not see it).
 
     Raises

@@ -53,7 +53,7 @@ Evaluation, checkpoints, resume, divergence
 
 Several processes (``torchrun``)
 --------------------------------
-The rules of :mod:`dehazelab.train.distributed` hold: ``cfg.batch_size`` is the global batch, each
+The rules of :mod:`dehazelab.distributed` hold: ``cfg.batch_size`` is the global batch, each
 rank trains on its contiguous slice of every global batch, rank 0 keeps ``cfg.seed`` and ranks > 0
 re-seed from ``derive_seed(cfg.seed, rank)``, only rank 0 writes files and evaluates, logged values
 are means over ranks. The networks are *not* wrapped in ``DistributedDataParallel``: a method
@@ -116,7 +116,7 @@ from dehazelab.train.checkpoint import (
     validate_model_spec,
 )
 from dehazelab.train.interrupt import StopOnSignal, TrainingInterrupted
-from dehazelab.train import distributed as ddp
+from dehazelab import distributed as ddp
 from dehazelab.train.config import BOOKKEEPING_FIELDS, _hash_dict, with_late_defaults
 from dehazelab.train.paired import CONFIG_FILE, HISTORY_FILE, MetricFn, epoch_loader, evaluate, reseed_rank, resolved_run
 
@@ -522,7 +522,7 @@ def train_unpaired(
     on_start: as in :func:`~dehazelab.train.paired.train_paired`.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments;
-    ``cfg.batch_size`` is the global batch (module docstring, :mod:`dehazelab.train.distributed`).
+    ``cfg.batch_size`` is the global batch (module docstring, :mod:`dehazelab.distributed`).
     Bit-exact resume is guaranteed only in a single process. Every rank returns the
     history read from ``out_dir`` (written by rank 0; empty on a rank that does not see it).
 
