@@ -11,7 +11,8 @@
   prints one strict JSON object on stdout.
 * ``verify [DIR]``  checks a data folder against the project's SOTS/NH-HAZE subset manifest.
 * ``train RUN.yaml [--out DIR] [--set KEY=VALUE]... [--no-resume] [--stop-at N]``  trains from a run
-  spec (:mod:`dehazelab.launch`); the same command runs under ``torchrun -m dehazelab train ...``.
+  spec (its format: :mod:`dehazelab.runs.spec`; the command: :mod:`dehazelab.launch`); the same
+  command runs under ``torchrun -m dehazelab train ...``.
 """
 
 from __future__ import annotations
@@ -357,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
 
     t = sub.add_parser("train", help="train a model from a run spec (also under torchrun)",
-                       description="Train from a YAML run spec (see dehazelab/launch.py and config/runs/). "
+                       description="Train from a YAML run spec (see dehazelab/runs/spec.py and config/runs/). "
                                    "Works as `python -m dehazelab train RUN.yaml` and as "
                                    "`torchrun --nproc-per-node N -m dehazelab train RUN.yaml`.")
     t.add_argument("spec", help="run spec (YAML or JSON), e.g. config/runs/aecrnet_full.yaml; - reads it from stdin")

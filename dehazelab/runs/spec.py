@@ -1,0 +1,582 @@
+"""The run spec: what ``python -m dehazelab train RUN.yaml`` trains (:mod:`dehazelab.launch` runs it).
+
+A run spec (YAML, or the ``run_spec.json`` an earlier run wrote) names the model and loss (paired)
+or the method (unpaired), the data and the trainer config. :func:`load_spec` / :func:`parse_spec`
+check all of it except the folders and the model/method arguments, which
+:func:`dehazelab.runs.build.prepare` checks before anything heavy happens; every error is a
+:class:`LaunchError` naming the spec file and the key.
+
+Run spec
+--------
+Paired (hazy → clear with ground truth; AECR-Net, AOD-Net, IICL)::
+
+    kind: paired
+    description: free text (optional)
+    model: aecrnet                 # a name of dehazelab.models.MODELS (`python -m dehazelab models`)
+    model_kwargs: {ngf: 64}        # keyword arguments of that builder (recorded in the checkpoints)
+    loss: cr                       # l1 (default) | cr = L1 + beta*CR (dehazelab.losses.cr.CRLoss)
+    loss_kwargs: {beta: 0.1, n_pos: 1, n_neg: 5, extra_positives: jitter, ablation: false,
+                  imagenet_norm: false, vgg_weights: auto, vgg_path: null, vgg_seed: 0}
+    train: {steps: 500000, batch_size: 16, crop: 240, ...}   # PairedTrainConfig fields
+    data: {root: null, train: sots-train, test: sots-test, cache: true}
+
+Unpaired (CUT, FastCUT, CycleGAN, CDD-GAN)::
+
+    kind: unpaired
+    method: cut                    # cut | fastcut | cyclegan | cddgan (dehazelab.methods.build_method)
+    method_kwargs: {ngf: 64, n_blocks: 9}   # ``seed`` defaults to train.seed
+    train: {n_steps: 15000, n_steps_decay: 15000, crop: 256, lr_every: epoch, ...}  # UnpairedTrainConfig
+    data: {root: null, train: sots-train, test: sots-test}
+
+``train.lr_every: epoch`` (unpaired) is resolved to the steps per epoch of the training set
+(``len(train_set) // batch_size``): the official once-per-epoch learning-rate staircase.
+
+Data
+~~~~
+``data.root``: the data folder; ``null`` = the project's setting (:func:`dehazelab.paths.data_root`:
+``$DEHAZELAB_DATA``, else ``../shared/data`` next to the repository). A relative path is taken
+relative to the repository root, not the working directory. ``data.cache``: keep decoded images in
+memory (default true; set false for ITS-sized sets). ``data.train`` / ``data.test`` (``test: null``
+= no evaluation) are each a *data set*: a name of :data:`DATASETS`, or a mapping
+
+* ``name``: start from that named set (its keys below can then be overridden);
+* ``folder``: relative to ``data.root`` (``.`` = the root itself) or absolute;
+* ``layout``: ``auto`` (detected) or a name of :data:`dehazelab.data.layouts.LAYOUTS`
+  (``sots``, ``reside-its``, ``nh-haze``, ...);
+* ``scenes``: scene ids to keep — a list of ids and inclusive ranges ``"1400-1429"``; every one
+  listed must exist;
+* ``levels``: haze levels to keep (SOTS: 1…10);
+* ``max_images``: keep this many pairs spread evenly over the sorted selection, first and last included
+  (``0`` = all; :func:`dehazelab.data.selection.spread`).
+
+Paired training uses random crops of the pairs (``train.crop``, flips/rotations when
+``train.augment``). For ``kind: unpaired`` ``data.train`` is either a data set — split as notebook 02
+does: hazy images of the first half of its scenes, clear images (one per scene) of the second half,
+so no hazy image meets its own clear scene — or ``{hazy: <data set>, clear: <data set>}``: the hazy
+images of one set and the (distinct) clear images of the other; a ``hazy-only`` folder contributes
+its images as they are. Test sets are always paired (PSNR/SSIM).
+
+A run never falls back to the synthetic set silently — name ``synthetic-train`` / ``synthetic-test``
+to use it.
+
+Overrides
+---------
+``--set key.sub=value`` (repeatable) changes a key before validation; the value is parsed as YAML
+(``--set train.steps=10 --set data.test=null --set "model_kwargs={ngf: 8}"``). The spec loader is PyYAML's safe
+loader with two changes: ``2e-4`` is a float (YAML 1.2; PyYAML would read a string) and a key that
+appears twice is an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data.subsets import SOTS_TEST, SOTS_TRAIN
+
+__all__ = [
+    "LaunchError",
+    "DataSet",
+    "UnpairedData",
+    "DataSpec",
+    "RunSpec",
+    "DATASETS",
+    "SPEC_FILE",
+    "SPEC_FORMAT",
+    "load_spec",
+    "parse_spec",
+    "apply_overrides",
+]
+
+SPEC_FILE = "run_spec.json"
+SPEC_FORMAT = "dehazelab-run-spec/1"
+KINDS = ("paired", "unpaired")
+LOSSES = ("l1", "cr", "iicl")
+TOP_KEYS: dict[str, tuple[str, ...]] = {
+    "paired": ("kind", "description", "model", "model_kwargs", "loss", "loss_kwargs", "warmup_steps", "train", "data"),
+    "unpaired": ("kind", "description", "method", "method_kwargs", "train", "data"),
+}
+#: Models trained in stages (``warmup_steps``: the PRM alone first, then everything; docs/methods.md §4).
+STAGED_MODELS = ("iicl", "iicl-aodnet")
+TOP_REQUIRED: dict[str, tuple[str, ...]] = {"paired": ("model", "train", "data"), "unpaired": ("method", "train", "data")}
+DATA_KEYS = ("root", "train", "test", "cache")
+SET_KEYS = ("name", "folder", "layout", "scenes", "levels", "max_images")
+#: ``loss_kwargs`` of ``loss: cr`` with their defaults (the paper's β = 0.1, one positive, one negative).
+CR_DEFAULTS: dict[str, Any] = {"beta": 0.1, "n_pos": 1, "n_neg": 1, "extra_positives": "jitter", "ablation": False,
+                               "imagenet_norm": False, "vgg_weights": "auto", "vgg_path": None, "vgg_seed": 0}
+#: ``loss_kwargs`` of ``loss: iicl`` (:class:`dehazelab.losses.iicl.IICLLoss`, a reconstruction: docs/methods.md
+#: §4) with their defaults: the weights of the PRM's L1, the inter-image CR and the intra-image term, then
+#: the intra term's settings (``intra_*``: :class:`~dehazelab.losses.iicl.IntraContrast`).
+IICL_DEFAULTS: dict[str, Any] = {"lambda_prm": 1.0, "beta_inter": 0.1, "beta_intra": 0.1, "tau": 0.07,
+                                 "intra_patch": 16, "intra_k": 4, "intra_by": "dark_channel", "intra_layer": "relu3_1",
+                                 "vgg_weights": "auto", "vgg_path": None, "vgg_seed": 0}
+
+#: Named data sets: the choices of the notebooks (SOTS-indoor scene split of ``dehazelab.data.subsets``,
+#: NH-HAZE test pairs, the offline synthetic set).
+DATASETS: dict[str, dict[str, Any]] = {
+    "sots-train": {"folder": "sots-indoor", "layout": "sots", "scenes": (f"{SOTS_TRAIN[0]}-{SOTS_TRAIN[1]}",),
+                   "about": f"SOTS-indoor scenes {SOTS_TRAIN[0]}-{SOTS_TRAIN[1]}, all haze levels (notebooks 01-04)"},
+    "sots-test": {"folder": "sots-indoor", "layout": "sots", "scenes": (f"{SOTS_TEST[0]}-{SOTS_TEST[1]}",),
+                  "about": f"SOTS-indoor scenes {SOTS_TEST[0]}-{SOTS_TEST[1]}, all haze levels (the unseen test scenes)"},
+    "nh-haze-test": {"folder": "nh-haze", "layout": "nh-haze", "scenes": None,
+                     "about": "the NH-HAZE pairs of the data folder (51-53 in the shared copy)"},
+    "synthetic-train": {"synthetic": "train", "about": "scikit-image photographs with synthetic haze, train scenes"},
+    "synthetic-test": {"synthetic": "test", "about": "scikit-image photographs with synthetic haze, test scenes"},
+}
+
+
+class LaunchError(ValueError):
+    """An invalid run spec or data selection; the message names the spec file and the key."""
+
+
+# --------------------------------------------------------------------------------------------
+# YAML
+# --------------------------------------------------------------------------------------------
+class _SpecLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` reading ``2e-4`` as a float (YAML 1.2) and refusing duplicate keys."""
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)
+    out: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            dup = key in out
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, f"unhashable key {key!r}", key_node.start_mark) from None
+        if dup:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        out[key] = loader.construct_object(value_node, deep=True)
+    return out
+
+
+_SpecLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _yaml_load(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise LaunchError(f"{where}: not valid YAML: {e}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# the spec
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class DataSet:
+    """A selection of images (see the module docstring); ``name`` alone = a :data:`DATASETS` entry."""
+
+    name: str | None = None
+    folder: str | None = None
+    layout: str = "auto"
+    scenes: tuple[str, ...] | None = None
+    levels: tuple[str, ...] | None = None
+    max_images: int = 0
+
+    @property
+    def synthetic(self) -> str | None:
+        """``"train"`` / ``"test"`` for the synthetic sets, else ``None``."""
+        return DATASETS[self.name].get("synthetic") if self.name in DATASETS else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "folder": self.folder, "layout": self.layout,
+                "scenes": None if self.scenes is None else list(self.scenes),
+                "levels": None if self.levels is None else list(self.levels), "max_images": self.max_images}
+
+
+@dataclasses.dataclass(frozen=True)
+class UnpairedData:
+    """Unpaired training images: ``clear is None`` = the scene halves of ``hazy`` (notebook 02)."""
+
+    hazy: DataSet
+    clear: DataSet | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.clear is None:
+            return self.hazy.to_dict()
+        return {"hazy": self.hazy.to_dict(), "clear": self.clear.to_dict()}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    root: str | None
+    train: DataSet | UnpairedData
+    test: DataSet | None
+    cache: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"root": self.root, "train": self.train.to_dict(),
+                "test": None if self.test is None else self.test.to_dict(), "cache": self.cache}
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """A validated run spec. ``train`` is the trainer's config; with ``lr_every_epoch`` its ``lr_every``
+    is a placeholder until :func:`~dehazelab.runs.build.prepare` knows the steps per epoch."""
+
+    kind: str
+    train: Any  # PairedTrainConfig | UnpairedTrainConfig
+    data: DataSpec
+    model: str | None = None
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    loss: str | None = None
+    loss_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    method: str | None = None
+    method_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warmup_steps: int = 0
+    description: str = ""
+    lr_every_epoch: bool = False
+    source: str = "<run spec>"
+    overrides: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec in the YAML's own format, every default filled in (loadable by :func:`parse_spec`)."""
+        train = self.train.to_dict()
+        if self.lr_every_epoch:
+            train["lr_every"] = "epoch"
+        out: dict[str, Any] = {"kind": self.kind, "description": self.description}
+        if self.kind == "paired":
+            out.update(model=self.model, model_kwargs=_plain(self.model_kwargs), loss=self.loss,
+                       loss_kwargs=_plain(self.loss_kwargs), warmup_steps=self.warmup_steps)
+        else:
+            out.update(method=self.method, method_kwargs=_plain(self.method_kwargs))
+        out.update(train=train, data=self.data.to_dict())
+        return out
+
+
+def _plain(obj: Any) -> Any:
+    """JSON round trip (tuples → lists), so specs compare equal to what ``run_spec.json`` holds."""
+    from ..io import json_default
+
+    return json.loads(json.dumps(obj, default=json_default))
+
+
+class _Ctx:
+    """Where a value came from, for error messages: the file, and ``--set`` when overridden."""
+
+    def __init__(self, source: str, overrides: Sequence[str] = ()):
+        self.source = source
+        self.overridden = [o.partition("=")[0].strip() for o in overrides]
+
+    def err(self, key: str, msg: str) -> LaunchError:
+        via = next((o for o in self.overridden if key == o or key.startswith(o + ".") or o.startswith(key + ".")), None)
+        where = self.source + (f" (--set {via})" if via else "")
+        return LaunchError(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
+
+
+def _show(v: Any) -> str:
+    return f"{v!r} ({type(v).__name__})"
+
+
+def _check_keys(ctx: _Ctx, key: str, d: Any, allowed: Sequence[str], required: Sequence[str] = (),
+                note: Mapping[str, str] | None = None) -> None:
+    if not isinstance(d, Mapping):
+        raise ctx.err(key, f"must be a mapping, got {_show(d)}")
+    for k in d:
+        if k not in allowed:
+            full = f"{key}.{k}" if key else str(k)
+            hint = difflib.get_close_matches(str(k), list(allowed), 1)
+            extra = (note or {}).get(k) or (f"did you mean {hint[0]!r}? " if hint else "")
+            raise ctx.err(full, f"unknown key; {extra}valid keys here: {', '.join(allowed)}")
+    for k in required:
+        if k not in d:
+            raise ctx.err(f"{key}.{k}" if key else k, "missing (required)")
+
+
+def _int(ctx: _Ctx, key: str, v: Any, minimum: int) -> int:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ctx.err(key, f"must be an integer >= {minimum}, got {_show(v)}")
+    return v
+
+
+def _bool(ctx: _Ctx, key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ctx.err(key, f"must be true or false, got {_show(v)}")
+    return v
+
+
+def _ids(ctx: _Ctx, key: str, v: Any) -> tuple[str, ...] | None:
+    if v is None:
+        return None
+    if isinstance(v, (str, int)) and not isinstance(v, bool):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not v or any(isinstance(x, bool) or not isinstance(x, (str, int)) for x in v):
+        raise ctx.err(key, f"must be a non-empty list of ids or 'lo-hi' ranges, got {_show(v)}")
+    out = []
+    for x in v:
+        s = str(x).strip()
+        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", s)
+        if m and int(m.group(1)) > int(m.group(2)):
+            raise ctx.err(key, f"range {s!r} is reversed")
+        out.append(f"{m.group(1)}-{m.group(2)}" if m else s)
+    return tuple(out)
+
+
+def _expand_ids(ids: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for s in ids:
+        m = re.fullmatch(r"(\d+)-(\d+)", s)
+        out.extend([str(i) for i in range(int(m.group(1)), int(m.group(2)) + 1)] if m else [s])
+    return out
+
+
+def _data_set(ctx: _Ctx, key: str, v: Any) -> DataSet:
+    from ..data.layouts import LAYOUTS
+
+    if isinstance(v, str):
+        v = {"name": v}
+    if not isinstance(v, Mapping):
+        raise ctx.err(key, f"must be a data set name ({', '.join(DATASETS)}) or a mapping with keys "
+                           f"{', '.join(SET_KEYS)}; got {_show(v)}")
+    _check_keys(ctx, key, v, SET_KEYS)
+    name = v.get("name")
+    base: dict[str, Any] = {}
+    if name is not None:
+        if name not in DATASETS:
+            hint = difflib.get_close_matches(str(name), list(DATASETS), 1)
+            raise ctx.err(f"{key}.name", f"unknown data set {name!r}; {'did you mean ' + repr(hint[0]) + '? ' if hint else ''}"
+                                         f"known: {', '.join(DATASETS)}")
+        base = {k: val for k, val in DATASETS[name].items() if k in SET_KEYS}
+        if DATASETS[name].get("synthetic"):
+            for k in ("folder", "layout"):
+                if v.get(k) is not None:
+                    raise ctx.err(f"{key}.{k}", f"the synthetic set {name!r} is generated in memory; it has no {k}")
+    merged = {**base, **{k: val for k, val in v.items() if k != "name"}}
+    folder = merged.get("folder")
+    if name is None and folder is None:
+        raise ctx.err(key, f"needs a name ({', '.join(DATASETS)}) or a folder")
+    if folder is not None and not isinstance(folder, str):
+        raise ctx.err(f"{key}.folder", f"must be a path string, got {_show(folder)}")
+    layout = merged.get("layout") or "auto"
+    if layout != "auto" and layout not in LAYOUTS:
+        raise ctx.err(f"{key}.layout", f"unknown layout {layout!r}; known: auto, {', '.join(LAYOUTS)}")
+    scenes = _ids(ctx, f"{key}.scenes", merged.get("scenes"))
+    levels = _ids(ctx, f"{key}.levels", merged.get("levels"))
+    max_images = _int(ctx, f"{key}.max_images", merged.get("max_images", 0), 0)
+    return DataSet(name, folder, layout, scenes, levels, max_images)
+
+
+def _data(ctx: _Ctx, kind: str, d: Any) -> DataSpec:
+    _check_keys(ctx, "data", d, DATA_KEYS, ("train",))
+    root = d.get("root")
+    if root is not None and not isinstance(root, str):
+        raise ctx.err("data.root", f"must be a path string or null, got {_show(root)}")
+    tr = d["train"]
+    if kind == "unpaired" and isinstance(tr, Mapping) and ("hazy" in tr or "clear" in tr):
+        _check_keys(ctx, "data.train", tr, ("hazy", "clear"), ("hazy", "clear"))
+        train: DataSet | UnpairedData = UnpairedData(_data_set(ctx, "data.train.hazy", tr["hazy"]),
+                                                     _data_set(ctx, "data.train.clear", tr["clear"]))
+    elif kind == "unpaired":
+        train = UnpairedData(_data_set(ctx, "data.train", tr))
+    else:
+        train = _data_set(ctx, "data.train", tr)
+    test = None if d.get("test") is None else _data_set(ctx, "data.test", d["test"])
+    return DataSpec(root, train, test, _bool(ctx, "data.cache", d.get("cache", True)))
+
+
+def _train_config(ctx: _Ctx, kind: str, d: Any) -> tuple[Any, bool]:
+    if kind == "paired":
+        from ..train.config import PairedTrainConfig as cls
+    else:
+        from ..train.unpaired import UnpairedTrainConfig as cls
+    fields = [f.name for f in dataclasses.fields(cls)]
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    _check_keys(ctx, "train", d, fields, required)
+    d = dict(d)
+    epoch = kind == "unpaired" and d.get("lr_every") == "epoch"
+    if epoch:
+        d["lr_every"] = 1  # placeholder until prepare() knows the steps per epoch
+    try:
+        return cls(**d), epoch
+    except (TypeError, ValueError) as e:
+        m = re.search(r"Config\.(\w+)", str(e))
+        key = f"train.{m.group(1)}" if m and m.group(1) in fields else "train"
+        raise ctx.err(key, str(e)) from None
+
+
+def _cr_kwargs(ctx: _Ctx, d: Mapping[str, Any]) -> dict[str, Any]:
+    _check_keys(ctx, "loss_kwargs", d, tuple(CR_DEFAULTS))
+    kw = {**CR_DEFAULTS, **d}
+    if isinstance(kw["beta"], bool) or not isinstance(kw["beta"], (int, float)) or not kw["beta"] >= 0:
+        raise ctx.err("loss_kwargs.beta", f"must be a number >= 0, got {_show(kw['beta'])}")
+    kw["beta"] = float(kw["beta"])
+    for k in ("n_pos", "n_neg"):
+        kw[k] = _int(ctx, f"loss_kwargs.{k}", kw[k], 1)
+    kw["vgg_seed"] = _int(ctx, "loss_kwargs.vgg_seed", kw["vgg_seed"], 0)
+    for k in ("ablation", "imagenet_norm"):
+        _bool(ctx, f"loss_kwargs.{k}", kw[k])
+    choices = {"extra_positives": ("jitter", "other_clear", "repeat"), "vgg_weights": ("auto", "imagenet", "random")}
+    for k, allowed in choices.items():
+        if kw[k] not in allowed:
+            raise ctx.err(f"loss_kwargs.{k}", f"must be one of {', '.join(allowed)}, got {_show(kw[k])}")
+    if kw["vgg_path"] is not None and not isinstance(kw["vgg_path"], str):
+        raise ctx.err("loss_kwargs.vgg_path", f"must be a path string or null, got {_show(kw['vgg_path'])}")
+    return kw
+
+
+def _iicl_kwargs(ctx: _Ctx, d: Mapping[str, Any]) -> dict[str, Any]:
+    _check_keys(ctx, "loss_kwargs", d, tuple(IICL_DEFAULTS))
+    kw = {**IICL_DEFAULTS, **d}
+    for k in ("lambda_prm", "beta_inter", "beta_intra", "tau"):
+        if isinstance(kw[k], bool) or not isinstance(kw[k], (int, float)) or not kw[k] >= 0:
+            raise ctx.err(f"loss_kwargs.{k}", f"must be a number >= 0, got {_show(kw[k])}")
+        kw[k] = float(kw[k])
+    for k in ("intra_patch", "intra_k"):
+        kw[k] = _int(ctx, f"loss_kwargs.{k}", kw[k], 1)
+    kw["vgg_seed"] = _int(ctx, "loss_kwargs.vgg_seed", kw["vgg_seed"], 0)
+    choices = {"intra_by": ("dark_channel", "luminance"), "vgg_weights": ("auto", "imagenet", "random"),
+               "intra_layer": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")}
+    for k, allowed in choices.items():
+        if kw[k] not in allowed:
+            raise ctx.err(f"loss_kwargs.{k}", f"must be one of {', '.join(allowed)}, got {_show(kw[k])}")
+    return kw
+
+
+def parse_spec(raw: Any, source: str = "<run spec>", overrides: Sequence[str] = ()) -> RunSpec:
+    """Validate a run spec (a mapping as read from YAML) after applying ``--set`` ``overrides``.
+
+    Only the spec itself is checked here (keys, types, names, the trainer config); folders and model
+    arguments are checked by :func:`~dehazelab.runs.build.prepare`. Raises :class:`LaunchError` naming
+    ``source`` and the key.
+    """
+    ctx = _Ctx(source, overrides)
+    if isinstance(raw, Mapping) and raw.get("format") == SPEC_FORMAT and "spec" in raw:
+        raw = raw["spec"]  # a run_spec.json written by an earlier run
+    if not isinstance(raw, Mapping):
+        raise ctx.err("", f"a run spec must be a mapping of keys (kind, train, data, ...), got {_show(raw)}")
+    raw = apply_overrides(raw, overrides, source)
+    kind = raw.get("kind")
+    if kind is None:
+        raise ctx.err("kind", f"missing (required): one of {', '.join(KINDS)}")
+    if kind not in KINDS:
+        raise ctx.err("kind", f"must be one of {', '.join(KINDS)}, got {_show(kind)}")
+    other = "unpaired" if kind == "paired" else "paired"
+    note = {k: f"{k!r} is a key of kind: {other}. " for k in TOP_KEYS[other] if k not in TOP_KEYS[kind]}
+    _check_keys(ctx, "", raw, TOP_KEYS[kind], TOP_REQUIRED[kind], note)
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        raise ctx.err("description", f"must be a string, got {_show(description)}")
+    cfg, epoch = _train_config(ctx, kind, raw["train"])
+    data = _data(ctx, kind, raw["data"])
+    spec = RunSpec(kind=kind, train=cfg, data=data, description=description, lr_every_epoch=epoch,
+                   source=source, overrides=tuple(overrides))
+
+    (_paired if kind == "paired" else _unpaired)(ctx, spec, raw)
+    return spec
+
+
+def _kwargs(ctx: _Ctx, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    v = raw.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping) or not all(isinstance(k, str) for k in v):
+        raise ctx.err(key, f"must be a mapping of keyword arguments, got {_show(v)}")
+    return copy.deepcopy(dict(v))
+
+
+def _paired(ctx: _Ctx, spec: RunSpec, raw: Mapping[str, Any]) -> None:
+    """The model, loss and stage keys of a ``kind: paired`` spec, into ``spec``."""
+    from ..models import MODELS
+
+    model = raw["model"]
+    if model not in MODELS:
+        raise ctx.err("model", f"unknown model {model!r}; known: {', '.join(sorted(MODELS))}")
+    loss = raw.get("loss") or "l1"
+    if loss not in LOSSES:
+        raise ctx.err("loss", f"must be one of {', '.join(LOSSES)}, got {_show(loss)}")
+    loss_kwargs = _kwargs(ctx, raw, "loss_kwargs")
+    if loss == "l1" and loss_kwargs:
+        raise ctx.err(f"loss_kwargs.{next(iter(loss_kwargs))}", "loss: l1 takes no arguments")
+    spec.model, spec.model_kwargs, spec.loss = model, _kwargs(ctx, raw, "model_kwargs"), loss
+    spec.loss_kwargs = (_cr_kwargs(ctx, loss_kwargs) if loss == "cr" else
+                        _iicl_kwargs(ctx, loss_kwargs) if loss == "iicl" else {})
+    spec.warmup_steps = _int(ctx, "warmup_steps", raw.get("warmup_steps") or 0, 0)
+    if spec.warmup_steps and model not in STAGED_MODELS:
+        raise ctx.err("warmup_steps", f"model {model!r} has no training stages (only {', '.join(STAGED_MODELS)})")
+
+
+def _unpaired(ctx: _Ctx, spec: RunSpec, raw: Mapping[str, Any]) -> None:
+    """The method keys of a ``kind: unpaired`` spec, into ``spec`` (``method_kwargs.seed``: ``train.seed``)."""
+    from ..methods import METHODS
+
+    method = raw["method"]
+    if method not in METHODS:
+        raise ctx.err("method", f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
+    spec.method = method
+    spec.method_kwargs = {"seed": spec.train.seed, **_kwargs(ctx, raw, "method_kwargs")}
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str], source: str = "<run spec>") -> dict[str, Any]:
+    """A deep copy of ``raw`` with ``KEY.SUB=VALUE`` overrides applied (values parsed as YAML).
+
+    Missing intermediate mappings are created; under ``data``, a set given by name (``train:
+    sots-train``) becomes ``{name: sots-train}`` so its keys can be overridden.
+    """
+    out = copy.deepcopy(dict(raw))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or any(not p for p in parts):
+            raise LaunchError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.steps=10")
+        value = _yaml_load(text, f"--set {item!r}") if text.strip() else None
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            elif isinstance(nxt, str) and parts[0] == "data" and i >= 1:
+                nxt = node[p] = {"name": nxt}
+            elif not isinstance(nxt, dict):
+                raise LaunchError(f"{source} (--set {key}): {'.'.join(parts[: i + 1])} is {_show(nxt)}, not a mapping")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def load_spec(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunSpec:
+    """Read and validate the run spec file ``path`` (YAML; a ``run_spec.json`` works too)."""
+    if str(path) == "-":
+        text = sys.stdin.read()
+        raw = _yaml_load(text, "<stdin>")
+        if raw is None:
+            raise LaunchError("<stdin>: the run spec is empty")
+        return parse_spec(raw, "<stdin>", overrides)
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LaunchError(f"{path}: no such run spec file") from None
+    except OSError as e:
+        raise LaunchError(f"{path}: cannot read the run spec: {e}") from None
+    raw = _yaml_load(text, str(path))
+    if raw is None:
+        raise LaunchError(f"{path}: the run spec is empty")
+    return parse_spec(raw, str(path), overrides)
+
