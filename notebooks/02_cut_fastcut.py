@@ -28,8 +28,9 @@
 #    elsewhere, and the similarity map of one query against all keys before and after training;
 # 2. trains CUT, FastCUT and CycleGAN with the shared unpaired trainer on **unpaired** SOTS-indoor
 #    data — hazy images of one half of the training scenes, clear images of the *other* half, so no
-#    hazy image ever meets its own clear scene — with several seeds, scores PSNR/SSIM on the paired,
-#    unseen test scenes 1430–1439 and shows the three dehazers on real hazy photographs;
+#    hazy image ever meets its own clear scene — with several seeds (the runs are read from
+#    `results/<size>/runs/`: trained there by the pipeline, or here when missing), scores PSNR/SSIM on
+#    the paired, unseen test scenes 1430–1439 and shows the three dehazers on real hazy photographs;
 # 3. regenerates the columns of CUT's Table 1 that we can measure here (quality, sec/iter, memory;
 #    all three methods in the same run on the same device) beside the paper's quoted numbers;
 # 4. measures one iteration of each method at the official configuration (time, memory, FLOPs,
@@ -72,7 +73,6 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -88,104 +88,64 @@ from torch.utils.flop_counter import FlopCounterMode
 from dehazelab import io, paths, plotting, repro
 from dehazelab import stats as dstats
 from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
-from dehazelab.data.datasets import PairedDataset, UnpairedDataset, load_benchmark
+from dehazelab.data.datasets import PairedDataset, load_benchmark
+from dehazelab.data.selection import filter_pairs, scene_halves, spread
 from dehazelab.inference import export_weights, load_model
 from dehazelab.losses.patchnce import patchnce_loss
 from dehazelab.methods import build_method
 from dehazelab.models.projection_head import l2_normalize
 from dehazelab.models.resnet_generator import to_pm1
+from dehazelab.runs import ensure_grid, runs_dir
+from dehazelab.runs.grids import notebook_defaults
 from dehazelab.train.paired import evaluate
-from dehazelab.train.unpaired import UnpairedTrainConfig, train_unpaired
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
 METHODS = ("cut", "fastcut", "cyclegan")
 LABEL = {"cut": "CUT", "fastcut": "FastCUT", "cyclegan": "CycleGAN"}
-# Fraction of the iterations spent in the linear lr decay, from the official epoch recipes
-# (docs/methods.md §2.6-2.7): CUT 200 + 200, FastCUT 150 + 50, CycleGAN 100 + 100 epochs.
-DECAY_FRACTION = {"cut": 0.5, "fastcut": 0.25, "cyclegan": 0.5}
 
-
-@dataclass
-class RunConfig:
-    """The resolved configuration of this run, written beside its results."""
-
-    size: str
-    seeds: list
-    threads: int
-    out_dir: str
-    steps: int
-    crop: int
-    ngf: int
-    ndf: int
-    n_blocks: int
-    num_patches: int
-    decay_data: str
-    max_test_images: int
-    test_levels: list
-    real_max_images: int
-    real_max_side: int
-    cost_iters: int
-    perf_official: bool
-    inception_weights: str
-    method_kwargs: dict = field(default_factory=dict)
-    schedule: dict = field(default_factory=dict)
-    data_used: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
-
-
-cfg = RunConfig(size, [int(s) for s in seeds], int(threads), out_dir or f"{size}/02_cut_fastcut", int(steps),
-                int(crop), int(ngf), int(ndf), int(n_blocks), int(num_patches), str(decay_data),
-                int(max_test_images), [int(v) for v in test_levels], int(real_max_images), int(real_max_side),
-                int(cost_iters), bool(perf_official), str(inception_weights))
-assert cfg.seeds and cfg.steps >= 2 and cfg.crop % 4 == 0 and cfg.n_blocks >= 5 and cfg.cost_iters >= 1
-assert cfg.decay_data in ("keep", "resize")
-repro.seed_everything(cfg.seeds[0], threads=cfg.threads)
+# the parameters cell as it was run (papermill / Snakemake overrides included): it decides the runs of §2
+params = {k: globals()[k] for k in notebook_defaults("02_cut_fastcut")}
+assert seeds and steps >= 2 and crop % 4 == 0 and n_blocks >= 5 and cost_iters >= 1
+assert decay_data in ("keep", "resize")
+repro.seed_everything(int(seeds[0]), threads=threads)
 plotting.setup()
-OUT = paths.results_dir() / cfg.out_dir
-RUNS = OUT / "runs"  # per-run checkpoints and histories (not committed)
+OUT = paths.results_dir() / (out_dir or f"{size}/02_cut_fastcut")
 OUT.mkdir(parents=True, exist_ok=True)
 device = repro.pick_device("auto")
-cfg.versions = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-                "threads": torch.get_num_threads()}
 
-common = {"ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "ndf": cfg.ndf}
-cfg.method_kwargs = {"cut": {**common, "num_patches": cfg.num_patches},
-                     "fastcut": {**common, "num_patches": cfg.num_patches},
-                     "cyclegan": dict(common)}
-cfg.schedule = {m: {"n_steps": cfg.steps - round(cfg.steps * DECAY_FRACTION[m]),
-                    "n_steps_decay": round(cfg.steps * DECAY_FRACTION[m])} for m in METHODS}
-
-# Unpaired training data: hazy images from the first half of the training scenes, clear images
-# from the second half (SOTS: 1400-1414 vs 1415-1429), so no clear image belongs to a hazy one's scene.
+# Unpaired training data (as every run of §2 selects it, dehazelab.data.selection.scene_halves): hazy
+# images from the first half of the training scenes, one clear image per scene of the second half
+# (SOTS: 1400-1414 vs 1415-1429), so no clear image belongs to a hazy one's scene.
 train_bm = load_benchmark("sots", "train", seed=0)
-scenes = sorted({p.scene for p in train_bm.pairs})
-hazy_scenes, clear_scenes = scenes[: len(scenes) // 2], scenes[len(scenes) // 2:]
-hazy_items = [p for p in train_bm.pairs if p.scene in set(hazy_scenes)]
-clear_items = list({p.scene: p for p in train_bm.pairs if p.scene in set(clear_scenes)}.values())  # one per scene
+hazy_items, clear_items, hazy_scenes, clear_scenes = scene_halves(train_bm.pairs)
 assert not {p.scene for p in hazy_items} & {p.scene for p in clear_items}
 
+# the test images every run is scored on (the haze levels asked for, spread evenly over the split)
 test_bm = load_benchmark("sots", "test", seed=0)
-test_pairs = [p for p in test_bm.pairs if getattr(p, "level", None) is None or int(p.level) in set(cfg.test_levels)]
-if cfg.max_test_images:
-    test_pairs = test_pairs[:: max(1, len(test_pairs) // cfg.max_test_images)][: cfg.max_test_images]
+test_pairs = spread(filter_pairs(test_bm.pairs, levels=test_levels if test_bm.source == "sots-indoor" else None),
+                    max_test_images)
 test_set = PairedDataset(test_pairs)
-cfg.data_used = {"train": {**train_bm.describe(), "hazy_scenes": hazy_scenes, "clear_scenes": clear_scenes,
-                           "n_hazy": len(hazy_items), "n_clear": len(clear_items)},
-                 "test": {**test_bm.describe(), "n_pairs": len(test_pairs), "images": [p.name for p in test_pairs]}}
+data_used = {"train": {**train_bm.describe(), "hazy_scenes": hazy_scenes, "clear_scenes": clear_scenes,
+                       "n_hazy": len(hazy_items), "n_clear": len(clear_items)},
+             "test": {**test_bm.describe(), "n_pairs": len(test_pairs), "images": [p.name for p in test_pairs]}}
+# the resolved configuration, written beside the results (completed with the run ids in §2)
+config = {**params, "out_dir": out_dir or f"{size}/02_cut_fastcut", "data_used": data_used,
+          "versions": {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+                       "threads": torch.get_num_threads()}}
 print(f"train ({train_bm.source}): {len(hazy_items)} hazy images of scenes {hazy_scenes[0]}-{hazy_scenes[-1]}, "
       f"{len(clear_items)} clear images of scenes {clear_scenes[0]}-{clear_scenes[-1]}")
 print(f"test: {len(test_pairs)} paired images of scenes {test_bm.scenes[0]}-{test_bm.scenes[-1]}; device {device}")
 scaled = pd.DataFrame([
-    ("generator", "ResNet, 9 blocks, ngf 64", f"ResNet, {cfg.n_blocks} blocks, ngf {cfg.ngf}"),
-    ("discriminator (PatchGAN) width ndf", "64", str(cfg.ndf)),
-    ("training crop", "256 of a 286² resize", f"{cfg.crop} at native resolution"),
-    ("PatchNCE positions per layer", "256", str(cfg.num_patches)),
-    ("iterations (batch 1)", "~534k CUT, ~267k FastCUT on Horse→Zebra", f"{cfg.steps} for each method"),
+    ("generator", "ResNet, 9 blocks, ngf 64", f"ResNet, {n_blocks} blocks, ngf {ngf}"),
+    ("discriminator (PatchGAN) width ndf", "64", str(ndf)),
+    ("training crop", "256 of a 286² resize", f"{crop} at native resolution"),
+    ("PatchNCE positions per layer", "256", str(num_patches)),
+    ("iterations (batch 1)", "~534k CUT, ~267k FastCUT on Horse→Zebra", f"{steps} for each method"),
     ("test images", "test set resized to 256²", f"{len(test_pairs)} SOTS pairs at native resolution"),
 ], columns=["setting", "official CUT", "this run"])
 display(scaled)
-_ = io.write_json(OUT / "config.json", asdict(cfg))
+_ = io.write_json(OUT / "config.json", config)
 
 # %% [markdown]
 # ## 1 · PatchNCE
@@ -226,7 +186,7 @@ RF = 35  # receptive field (pixels) of the first residual block's output, as the
 STRIDE = 4  # that layer is at 1/4 resolution
 g_demo = torch.Generator().manual_seed(0)
 grid_side = S // STRIDE
-n_show = min(cfg.num_patches, grid_side * grid_side)
+n_show = min(num_patches, grid_side * grid_side)
 ids = torch.randperm(grid_side * grid_side, generator=g_demo)[:n_show]
 centres = torch.stack([ids // grid_side, ids % grid_side], 1).float() * STRIDE + STRIDE / 2
 q_centre = centres[0]
@@ -291,52 +251,45 @@ assert nce_demo.PatchNCE[1] < nce_demo.PatchNCE[0]
 # official loader switches to whole images resized to the crop size, which at our crop sizes would
 # show the scenes several times smaller than at test time; `dehazelab/train/unpaired.py`). Each run is
 # scored once, after its last iteration, on the paired test images at full resolution.
+#
+# The runs are not trained by this notebook's own loop: the grid (3 methods × `seeds`) is declared once
+# in `dehazelab/runs/grids.py`, and each run is read from `results/<size>/runs/<id>/` (its
+# `summary.json`, `per_image.csv`, `history.csv`, and `weights.pt` for the first seed) — trained there by
+# the pipeline (one `python -m dehazelab train` job per run) before this notebook runs, or here, in the
+# kernel, when it is missing. The run id is a hash of everything that decides the run's numbers, so a
+# changed parameter reads (or trains) another folder, never a stale one.
 
 # %%
-train_sets = {}
-
-
-def run_one(name, seed):
-    repro.seed_everything(seed, threads=cfg.threads)
-    method = build_method(name, seed=seed, **cfg.method_kwargs[name])
-    tcfg = UnpairedTrainConfig(**cfg.schedule[name], crop=cfg.crop, batch_size=1, augment=True,
-                               decay_data=cfg.decay_data, eval_every=0, seed=seed, threads=cfg.threads,
-                               log_every=max(1, cfg.steps // 25))
-    train_set = UnpairedDataset(hazy_items, clear_items, crop=cfg.crop, seed=seed, augment=True)
-    t0 = time.perf_counter()
-    hist = train_unpaired(method, train_set, test_set, tcfg, RUNS / name / f"seed{seed}", resume=False, progress=False)
-    train_s = time.perf_counter() - t0
-    last = hist.iloc[-1]
-    # seconds per iteration of train_step alone: the median of the logged window means (each row of
-    # the history averages `log_every` iterations), the warm-up window left out when there are several
-    # — a median, so that a brief burst of background load on the machine does not move it
-    s_iter = float(hist.sec_per_step.iloc[1:].median() if len(hist) > 2 else hist.sec_per_step.mean())
-    row = {"method": name, "seed": seed, "psnr": float(last.psnr), "ssim": float(last.ssim), "n_test": int(last.eval_n),
-           "s_per_iter": s_iter, "train_s": train_s, "params_G": method.n_params()[method.generator_name],
-           "params_all": sum(method.n_params().values())}
-    return method, hist, row
-
-
-results, histories, methods_seed0 = [], {}, {}
+# The runs (3 methods × seeds) are declared once, in dehazelab/runs/grids.py; each is read from
+# results/<size>/runs/<id>/ when it has finished there and trained here, in the kernel, otherwise.
 t_all = time.perf_counter()
-for seed in cfg.seeds:
-    for name in METHODS:
-        method, hist, row = run_one(name, seed)
-        results.append(row)
-        histories[(name, seed)] = hist
-        if seed == cfg.seeds[0]:
-            methods_seed0[name] = method
-        print(f"{LABEL[name]:8s} seed {seed}: PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f} "
-              f"({row['s_per_iter']:.3f} s/iter, run incl. evaluation {row['train_s']:.0f} s)")
-runs = pd.DataFrame(results)
+run_grid = ensure_grid("02_cut_fastcut", params, progress=True)
+print(f"{len(run_grid)} runs from {runs_dir(size)} ({time.perf_counter() - t_all:.0f} s in this kernel)")
+# one row per run; s_per_iter: the median seconds per train_step over the logged windows (the warm-up
+# window left out when there are several) — a median, so a burst of background load does not move it
+runs = run_grid.table().rename(columns={"variant": "method", "sec_per_step": "s_per_iter", "params": "params_G"})
+runs["params_all"] = [sum(r.summary["params"].values()) for _, r in run_grid]
+runs = runs[["method", "seed", "psnr", "ssim", "n_test", "s_per_iter", "train_s", "params_G", "params_all", "run"]]
+histories = {(g.variant, g.seed): r.history for g, r in run_grid}
+methods_seed0 = {name: run_grid.first(name).method(device) for name in METHODS}
+# what the first seed's runs were built with (the later cells rebuild and time the same networks)
+first = [g for g, _ in run_grid if g.keep]
+method_kwargs = {g.variant: {k: v for k, v in g.spec["method_kwargs"].items() if k != "seed"} for g in first}
+schedule = {g.variant: {k: g.spec["train"][k] for k in ("n_steps", "n_steps_decay")} for g in first}
+for _, row in runs.iterrows():
+    print(f"{LABEL[row.method]:8s} seed {row.seed}: PSNR {row.psnr:.2f} SSIM {row.ssim:.4f} "
+          f"({row.s_per_iter:.3f} s/iter, training {row.train_s:.0f} s)  {row.run}")
 io.write_table(runs, OUT / "runs_per_seed")
-print(f"all runs: {time.perf_counter() - t_all:.0f} s")
+config.update(runs=runs.run.tolist(), method_kwargs=method_kwargs, schedule=schedule)
+_ = io.write_json(OUT / "config.json", config)
 
 # the hazy input itself, scored the same way: the "do nothing" reference
 hazy_ref = evaluate(torch.nn.Identity(), test_set, device)
 print(f"hazy input (no dehazing): PSNR {hazy_ref['psnr']:.2f} SSIM {hazy_ref['ssim']:.4f}")
 assert np.isfinite(runs.psnr).all() and (runs.n_test == len(test_pairs)).all()
-assert len(runs) == len(METHODS) * len(cfg.seeds)
+for _, r in run_grid:  # the runs were scored on exactly the test images this notebook shows
+    assert r.per_image["name"].astype(str).tolist() == [p.name for p in test_pairs], r.id
+assert len(runs) == len(METHODS) * len(seeds)
 
 # %% [markdown]
 # ### Losses during training (seed 0)
@@ -348,7 +301,7 @@ assert len(runs) == len(METHODS) * len(cfg.seeds)
 
 # %%
 fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
-s0 = cfg.seeds[0]
+s0 = int(seeds[0])
 for a, name in zip(ax, METHODS):
     h = histories[(name, s0)]
     cols = {"cut": ["loss_G_GAN", "loss_D", "loss_NCE", "loss_NCE_Y"], "fastcut": ["loss_G_GAN", "loss_D", "loss_NCE"],
@@ -360,7 +313,7 @@ for a, name in zip(ax, METHODS):
     a.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     a.yaxis.set_minor_formatter(NullFormatter())
 for a, lam in ((ax[0], 1.0), (ax[1], 10.0)):  # NCE at chance: λ·log(num_patches)
-    a.axhline(lam * math.log(cfg.num_patches), color="gray", ls=":", lw=1, label="NCE at chance")
+    a.axhline(lam * math.log(num_patches), color="gray", ls=":", lw=1, label="NCE at chance")
 for a in ax:
     a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
 plotting.savefig(fig, OUT / "fig_losses.png")
@@ -403,7 +356,7 @@ def query_maps(method, x):
 
 
 trained_cut = methods_seed0["cut"]
-init_cut = build_method("cut", seed=s0, **cfg.method_kwargs["cut"])  # the same seed's initial weights
+init_cut = build_method("cut", seed=s0, **method_kwargs["cut"])  # the same seed's initial weights
 rows = [("before training", *query_maps(init_cut, demo_hazy)), ("after training", *query_maps(trained_cut, demo_hazy))]
 n_maps = len(rows[0][2])
 fig, ax = plt.subplots(2, n_maps + 2, figsize=(2.3 * (n_maps + 2), 5.0))
@@ -444,8 +397,8 @@ assert np.isfinite(sim_df.select_dtypes("number").to_numpy()).all()
 # %%
 dehazers = {name: methods_seed0[name].dehazer().eval() for name in METHODS}
 samples = [(test_set[i]["hazy"], test_set[i]["clear"], test_pairs[i].name) for i in range(min(3, len(test_set)))]
-real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, cfg.real_max_images, cfg.real_max_side)
-cfg.data_used["real"] = [name for name, _ in real]
+real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, real_max_images, real_max_side)
+data_used["real"] = [name for name, _ in real]
 if not real:
     print("no real hazy photographs found (no data folder or no real-hazy/ in it): showing SOTS test images only")
 samples += [(img, None, Path(name).stem) for name, img in real]
@@ -457,7 +410,7 @@ with torch.no_grad():
 fig = plotting.image_grid(grid, row_titles=row_titles, col_titles=["hazy"] + [LABEL[n] for n in METHODS] + ["ground truth"])
 plotting.savefig(fig, OUT / "fig_qualitative.png")
 plt.show()
-_ = io.write_json(OUT / "config.json", asdict(cfg))
+_ = io.write_json(OUT / "config.json", config)
 
 # %% [markdown]
 # ## 3 · Cost per iteration, measured here
@@ -471,8 +424,8 @@ _ = io.write_json(OUT / "config.json", asdict(cfg))
 #
 # *A measurement detail.* Linux hands a new process the peak-RSS record (`getrusage`'s `ru_maxrss`)
 # of the process it was forked from, across `exec`, for one generation. Spawned directly from this
-# kernel — which holds the training runs by now — every child would start with the kernel's peak and
-# report almost no memory of its own. So the measurements are launched from a small helper Python
+# kernel — which holds the trained networks by now, and may have trained the runs itself — every child
+# would start with the kernel's peak and report almost no memory of its own. So the measurements are launched from a small helper Python
 # process, whose spawned children start clean.
 
 # %%
@@ -486,12 +439,12 @@ print(json.dumps([measure_cost(j["method"], j["cfg"], j["n_iter"], warmup=j["war
 OFFICIAL_KW = {"cut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
                "fastcut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
                "cyclegan": {"ngf": 64, "n_blocks": 9, "ndf": 64}}
-cost_jobs = [{"config": "this notebook", "method": n, "kwargs": cfg.method_kwargs[n], "n_iter": cfg.cost_iters,
-              "warmup": 2, "cfg": {"n_steps": 1, "n_steps_decay": 0, "crop": cfg.crop, "threads": cfg.threads,
+cost_jobs = [{"config": "this notebook", "method": n, "kwargs": method_kwargs[n], "n_iter": cost_iters,
+              "warmup": 2, "cfg": {"n_steps": 1, "n_steps_decay": 0, "crop": crop, "threads": threads,
                                    "seed": 0, "device": str(device)}} for n in METHODS]
-if cfg.perf_official:
+if perf_official:
     cost_jobs += [{"config": "official (ResNet-9, ngf 64, 128²)", "method": n, "kwargs": OFFICIAL_KW[n], "n_iter": 2,
-                   "warmup": 1, "cfg": {"n_steps": 1, "n_steps_decay": 0, "crop": 128, "threads": cfg.threads,
+                   "warmup": 1, "cfg": {"n_steps": 1, "n_steps_decay": 0, "crop": 128, "threads": threads,
                                         "seed": 0, "device": str(device)}} for n in METHODS]
 proc = subprocess.run([sys.executable, "-c", COST_SCRIPT], input=json.dumps(cost_jobs), capture_output=True, text=True)
 if proc.returncode != 0:
@@ -590,7 +543,7 @@ def find_inception(setting):
     return next(iter(sorted(hub.glob("inception_v3_google-*.pth"))), None) if hub.is_dir() else None
 
 
-inception_path = find_inception(cfg.inception_weights)
+inception_path = find_inception(inception_weights)
 fid_note = ("no Inception-v3 weights on disk (we never download weights): no FID column"
             if inception_path is None else f"FID with torchvision Inception-v3 weights from {inception_path.name}")
 print(fid_note)
@@ -652,7 +605,7 @@ from dehazelab.perf import fp32_peak
 
 def iteration_flops(name, crop_, kwargs):
     """FLOPs of one train_step of a freshly built method on a random batch."""
-    repro.seed_everything(0, threads=cfg.threads)
+    repro.seed_everything(0, threads=threads)
     m = build_method(name, **kwargs).to(device).train()
     batch = {k: torch.rand(1, 3, crop_, crop_) for k in ("hazy", "clear")}
     with FlopCounterMode(display=False) as fc:
@@ -664,7 +617,7 @@ fp32 = fp32_peak()
 peak = fp32["peak"]
 perf = []
 for _, r in cost_all.iterrows():
-    kw = cfg.method_kwargs[r.method] if r.config == "this notebook" else OFFICIAL_KW[r.method]
+    kw = method_kwargs[r.method] if r.config == "this notebook" else OFFICIAL_KW[r.method]
     fl = iteration_flops(r.method, int(r.crop), kw)
     sec = float(r["sec/iter (median)"])
     perf.append({"config": r.config, "method": LABEL[r.method], "crop": int(r.crop), "ngf": int(r.ngf), "s/iter": sec,
@@ -679,12 +632,12 @@ assert (perf_df["GFLOP/iter"] > 0).all() and (perf_df["s/iter"] > 0).all()
 
 BENCH = paths.ROOT / "benchmarks" / "bench_cut_step.py"
 order_df = None
-if cfg.perf_official and BENCH.is_file():
+if perf_official and BENCH.is_file():
     spec = importlib.util.spec_from_file_location("bench_cut_step", BENCH)
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench  # its dataclasses look their module up while it is being executed
     spec.loader.exec_module(bench)
-    repro.seed_everything(0, threads=cfg.threads)
+    repro.seed_everything(0, threads=threads)
     base = bench.build(64, 9)
     gdat = torch.Generator().manual_seed(123)
     a_, b_ = (torch.rand(1, 3, 128, 128, generator=gdat) * 2 - 1 for _ in range(2))
@@ -742,8 +695,8 @@ verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0
 mem = cost_df["peak mem above baseline (MB)"]
 claims = []
 long = dstats.ClaimsTable(paper="CUT / FastCUT (ECCV'20)", notebook="02_cut_fastcut")
-n_seeds = len(cfg.seeds)
-setting = f"ngf {cfg.method_kwargs['cut'].get('ngf')}, {cfg.steps} iterations, crop {cfg.crop}"
+n_seeds = len(seeds)
+setting = f"ngf {method_kwargs['cut'].get('ngf')}, {steps} iterations, crop {crop}"
 d, h = paired("cut", "cyclegan", "psnr")
 ds, hs = paired("cut", "cyclegan", "ssim")
 long.add("CUT beats CycleGAN", "lower FID (Table 1)", "CUT − CycleGAN", "PSNR", "dB", d, h, n_seeds, setting=setting)
@@ -766,7 +719,7 @@ long.add("FastCUT is faster than CUT", "0.15 vs 0.24 s/iter (Table 1, recalled)"
          d, h, n_seeds, setting=setting)
 claims.append(("FastCUT is faster than CUT", "0.15 vs 0.24 s/iter (Table 1, recalled)",
                f"CUT − FastCUT: {d:+.4f} s/iter {pm(h, '.4f')}", verdict(d, h)))
-if cfg.perf_official:
+if perf_official:
     o = perf_df[perf_df.config != "this notebook"].set_index("method")
     t_ok = bool(o.loc["CUT", "s/iter"] < o.loc["CycleGAN", "s/iter"])
     m_ok = bool(o.loc["CUT", "peak mem MB"] < o.loc["CycleGAN", "peak mem MB"])
@@ -804,7 +757,7 @@ display(claims_df)
 weights = {}
 for name in METHODS:
     m = methods_seed0[name]
-    weights[name] = export_weights(m.dehazer(), m.model_spec(), OUT / f"{name}_{cfg.size}.pt")
+    weights[name] = export_weights(m.dehazer(), m.model_spec(), OUT / f"{name}_{size}.pt")
     reloaded = load_model(name, weights[name], device=device)
     x = test_set[0]["hazy"][None].to(device)
     with torch.no_grad():
@@ -812,8 +765,9 @@ for name in METHODS:
     assert weights[name].stat().st_size <= 5 * 2**20, (name, weights[name].stat().st_size)
 
 metrics = {
-    "notebook": "02_cut_fastcut", "size": cfg.size, "data": cfg.data_used, "seeds": cfg.seeds, "steps": cfg.steps,
-    "method_kwargs": cfg.method_kwargs, "schedule": cfg.schedule, "fid": fid_note,
+    "notebook": "02_cut_fastcut", "size": size, "data": data_used, "seeds": seeds, "steps": steps,
+    "runs": runs.run.tolist(),
+    "method_kwargs": method_kwargs, "schedule": schedule, "fid": fid_note,
     "hazy_input": hazy_ref,
     "tables": {"cut_table": cut_table.to_dict("records"), "cost": cost_all.to_dict("records"),
                "patchnce_similarity": sim_df.to_dict("records"),
@@ -827,4 +781,4 @@ metrics = {
 }
 io.write_json(OUT / "metrics.json", metrics)
 print(sorted(p.name for p in OUT.iterdir()))
-assert {f"{n}_{cfg.size}.pt" for n in METHODS} <= {p.name for p in OUT.iterdir()}
+assert {f"{n}_{size}.pt" for n in METHODS} <= {p.name for p in OUT.iterdir()}
