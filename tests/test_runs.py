@@ -173,7 +173,11 @@ def test_every_notebook_grid_expands_at_smoke_and_small(nb):
         for r in runs:  # every spec is valid and names its test selection
             s = launch.parse_spec(r.spec)
             assert s.data.test.max_images == int(p["max_test_images"]) and s.train.seed == r.seed
-        assert all(r.spec["data"]["train"].startswith("synthetic") for r in grid(nb, p, has_data=False))
+        offline = grid(nb, p, has_data=False)
+        assert all(r.spec["data"]["train"].startswith("synthetic") for r in offline)
+        for r in runs + offline:  # the train job gets the resolved spec back: it must parse to itself
+            resolved = launch.parse_spec(r.spec).to_dict()
+            assert launch.parse_spec(resolved).to_dict() == resolved, r.id
 
 
 def test_notebook_defaults_read_the_parameters_cell():

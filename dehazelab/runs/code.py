@@ -97,6 +97,18 @@ def _builder_imports(fn: Any) -> list[str]:
     return _imports(ast.parse(src), fn.__module__, top_level_only=False)
 
 
+def _module_classes(spec: Mapping[str, Any]) -> set[str]:
+    """The modules defining the classes of the model a paired run builds (IICL's backbone is chosen by
+    a keyword, so only building it tells which one): a small CPU build, outside the global RNG."""
+    import torch
+
+    from ..models import build
+
+    with torch.random.fork_rng(devices=[]):
+        model = build(spec["model"], **(spec.get("model_kwargs") or {}))
+    return {type(m).__module__ for m in model.modules() if type(m).__module__.startswith("dehazelab")}
+
+
 def code_files(spec: Mapping[str, Any]) -> list[str]:
     """The library files (relative to the repository root, sorted) a run of ``spec`` depends on."""
     mods = set(COMMON)
@@ -105,12 +117,8 @@ def code_files(spec: Mapping[str, Any]) -> list[str]:
 
         entry = MODELS[spec["model"]]
         builder = getattr(entry, "builder", None) or getattr(entry, "build", None) or entry
-        own = _builder_imports(builder) if callable(builder) else []
-        mods.update(own)
-        for m in own:  # the model's own module may build its parts lazily (IICL's backbones)
-            f = _file(m)
-            if f is not None:
-                mods.update(_imports(ast.parse(f.read_text(encoding="utf-8")), m.rpartition(".")[0], top_level_only=False))
+        mods.update(_builder_imports(builder) if callable(builder) else [])
+        mods.update(_module_classes(spec))
         mods.update(LOSS_MODULES[spec.get("loss") or "l1"])
     else:
         from ..methods import METHODS

@@ -363,8 +363,8 @@ def _data_set(ctx: _Ctx, key: str, v: Any) -> DataSet:
                                          f"known: {', '.join(DATASETS)}")
         base = {k: val for k, val in DATASETS[name].items() if k in SET_KEYS}
         if DATASETS[name].get("synthetic"):
-            for k in ("folder", "layout"):
-                if v.get(k) is not None:
+            for k, unset in (("folder", None), ("layout", "auto")):  # a resolved spec writes the defaults
+                if v.get(k) not in (None, unset):
                     raise ctx.err(f"{key}.{k}", f"the synthetic set {name!r} is generated in memory; it has no {k}")
     merged = {**base, **{k: val for k, val in v.items() if k != "name"}}
     folder = merged.get("folder")
