@@ -60,3 +60,55 @@ def test_every_docs_reference_resolves(doc):
     have = sections(target)
     missing = sorted({(s, f"{f.relative_to(ROOT)}:{n}") for f, n, _, s in refs if s and s not in have})
     assert not missing, f"docs/{doc} has no section for: " + "; ".join(f"§{s} ({w})" for s, w in missing[:10])
+
+
+# Relative markdown links in the README and the documentation point to files that exist. The README is an
+# index, so a link that breaks (a file moved, a table renamed when results are regenerated) must fail here.
+LINKED_DOCS = ["README.md", "benchmarks/README.md", "report/README.md", "docs/*.md"]
+FENCE = re.compile(r"^\s*```.*?^\s*```", re.MULTILINE | re.DOTALL)
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+LINK = re.compile(r"\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|#)", re.IGNORECASE)
+
+
+def relative_links(text: str) -> list[str]:
+    """Targets of the inline markdown links in ``text`` that name a file of this repository (no URL,
+    no bare ``#anchor``); links shown as code, in fences or in backticks, are not links."""
+    text = CODE_SPAN.sub("code", FENCE.sub("", text))
+    return [t for t in LINK.findall(text) if not EXTERNAL.match(t)]
+
+
+def broken_links(doc: Path) -> list[str]:
+    out = []
+    for target in relative_links(doc.read_text(encoding="utf-8")):
+        path = target.split("#", 1)[0].split("?", 1)[0]
+        if not (doc.parent / path).exists():
+            out.append(target)
+    return out
+
+
+def _linked_docs() -> list[Path]:
+    return sorted({p for pattern in LINKED_DOCS for p in ROOT.glob(pattern) if p.is_file()})
+
+
+def test_the_link_check_finds_a_broken_link(tmp_path):
+    (tmp_path / "there.md").write_text("x")
+    (tmp_path / "sub").mkdir()
+    doc = tmp_path / "doc.md"
+    doc.write_text("[ok](there.md) [`code` text](sub/) [anchor](there.md#part) [gone](missing.md)\n"
+                   "[web](https://example.org/x) [top](#top) `[not a link](nowhere.md)`\n"
+                   "```\n[not a link either](nowhere.md)\n```\n")
+    assert relative_links(doc.read_text()) == ["there.md", "sub/", "there.md#part", "missing.md"]
+    assert broken_links(doc) == ["missing.md"]
+
+
+def test_the_readme_and_the_docs_have_links_to_check():
+    docs = [p.relative_to(ROOT).as_posix() for p in _linked_docs()]
+    assert {"README.md", "benchmarks/README.md", "report/README.md", "docs/data.md", "docs/cluster.md"} <= set(docs)
+    assert len(relative_links((ROOT / "README.md").read_text(encoding="utf-8"))) >= 50
+
+
+@pytest.mark.parametrize("doc", [p.relative_to(ROOT).as_posix() for p in _linked_docs()])
+def test_every_relative_link_resolves(doc):
+    missing = broken_links(ROOT / doc)
+    assert not missing, f"{doc} links to files that do not exist: {missing}"

@@ -7,8 +7,9 @@ The README holds blocks
     <!-- /results -->
 
 whose body is ``results/small/90_tables_figures/<name>.md`` verbatim; the block ``figures`` is a
-list of links to every figure the workbook wrote (from ``figures.csv``). ``tests/test_readme.py``
-fails when a block differs from the committed results, so the README cannot drift from them.
+table of links to every figure the workbook wrote, one row per notebook (from ``figures.csv``).
+``tests/test_readme.py`` fails when a block differs from the committed results, so the README cannot
+drift from them.
 
     python tools/readme_results.py            # rewrite README.md in place
     python tools/readme_results.py --check    # exit 1 if it would change
@@ -30,13 +31,13 @@ BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!--
 
 def figures_block(tables: Path) -> str:
     figs = pd.read_csv(tables / "figures.csv")
-    lines = []
+    lines = ["| notebook | figures |", "|---|---|"]  # a table: one row per notebook, however many links
     for nb, g in figs.groupby("notebook", sort=True):
         links = ", ".join(f"[{Path(p).stem.removeprefix('fig_')}]({p})" for p in g["path"])
-        lines.append(f"* `{nb}`: {links}")
+        lines.append(f"| `{nb}` | {links} |")
     summary = tables / "fig_summary.png"
     if summary.is_file():
-        lines.append(f"* `90_tables_figures`: [summary]({summary.relative_to(ROOT).as_posix()})")
+        lines.append(f"| `90_tables_figures` | [summary]({summary.relative_to(ROOT).as_posix()}) |")
     return "\n".join(lines) + "\n"
 
 
