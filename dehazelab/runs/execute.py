@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..io import atomic_open, save_torch, write_json
-from .store import PER_IMAGE_FILE, SUMMARY_FILE, WARMUP_DIR, WEIGHTS_FILE, run_id
+from .store import PER_IMAGE_FILE, SUMMARY_FILE, WARMUP_DIR, WEIGHTS_FILE, is_discriminator, run_id
 
 __all__ = ["train_stages", "finish", "score"]
 
@@ -127,9 +127,10 @@ def finish(prep, out: Path, info: dict[str, Any], *, keep_weights: bool, label: 
         if spec.kind == "paired":
             export_weights(prep.model, prep.model_spec, out / WEIGHTS_FILE)
         else:
+            # every network but the discriminators (only training needs them, and it resumes from last.pt)
             state = {"format": "dehazelab-method-weights-1", "method": spec.method,
                      "nets": {k: {n: t.detach().cpu().clone() for n, t in net_.state_dict().items()}
-                              for k, net_ in prep.method.nets.items()}}
+                              for k, net_ in prep.method.nets.items() if not is_discriminator(k)}}
             save_torch(state, out / WEIGHTS_FILE)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     write_json(out / SUMMARY_FILE, summary)

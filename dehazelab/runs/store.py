@@ -36,6 +36,12 @@ __all__ = ["Run", "run_id", "identity", "SUMMARY_FILE", "PER_IMAGE_FILE", "WEIGH
 SUMMARY_FILE = "summary.json"
 PER_IMAGE_FILE = "per_image.csv"
 WEIGHTS_FILE = "weights.pt"
+
+
+def is_discriminator(net_name: str) -> bool:
+    """Whether an unpaired method's network is a discriminator (``D``, ``D_A``, ``D_B``): kept weights
+    leave those out, keeping each committed file small."""
+    return net_name == "D" or net_name.startswith("D_")
 HISTORY_FILE = "history.csv"
 WARMUP_DIR = "warmup"
 #: Trainer fields that change how a run executes or what it logs, not what it computes.
@@ -149,7 +155,8 @@ class Run:
         return load_model(self.spec["model"], self.weights_file, device=device)
 
     def method(self, device: str = "cpu"):
-        """The trained unpaired method with every network (no optimiser state)."""
+        """The trained unpaired method (no optimiser state): every network but the discriminators,
+        which kept weights leave out (:func:`is_discriminator`; they stay at their initialisation)."""
         from ..methods import build_method
 
         if self.spec["kind"] != "unpaired":
@@ -157,5 +164,6 @@ class Run:
         ckpt = self._weights()
         m = build_method(self.spec["method"], **self.spec["method_kwargs"])
         for k, net in m.nets.items():
-            net.load_state_dict(ckpt["nets"][k])
+            if not is_discriminator(k):
+                net.load_state_dict(ckpt["nets"][k])
         return m.to(device).train(False)
