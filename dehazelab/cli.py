@@ -10,6 +10,8 @@
   RGB, data range 1), per-image numbers with ``--csv F`` (nothing is written otherwise); ``--json``
   prints one strict JSON object on stdout.
 * ``verify [DIR]``  checks a data folder against the project's SOTS/NH-HAZE subset manifest.
+* ``models [--size S]``  the registered models; for each trained one its committed weights file and the
+  test PSNR/SSIM of the run that trained it, read from ``results/`` (:mod:`dehazelab.committed`).
 * ``train RUN.yaml [--out DIR] [--set KEY=VALUE]... [--no-resume] [--stop-at N]``  trains from a run
   spec (its format: :mod:`dehazelab.runs.spec`; the command: :mod:`dehazelab.launch`); the same
   command runs under ``torchrun -m dehazelab train ...``.
@@ -299,11 +301,35 @@ def cmd_verify(args) -> int:
     return 0 if getattr(report, "ok", False) else 1
 
 
+def _shown_path(p: Path) -> str:
+    """``p`` relative to the working directory when it lies below it (pasteable), else absolute."""
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def cmd_models(args) -> int:
+    from .committed import committed_weights
     from .models import MODELS
 
+    found = committed_weights(args.size)
+    pad = " " * 13
     for name, entry in sorted(MODELS.items()):
         print(f"{name:12s} {entry.summary}  [{entry.paper}]" + ("  (needs --weights)" if entry.needs_weights else ""))
+        w = found.get(name)
+        if w is None:
+            continue
+        if w.path is None:
+            print(f"{pad}{args.size} weights: {w.note}")
+            continue
+        print(f"{pad}{args.size} weights: {_shown_path(w.path)}")
+        if w.psnr is None or w.ssim is None:
+            print(f"{pad}test PSNR/SSIM: {w.note}")
+            continue
+        on = f" on {w.n_test} {w.test_set or 'test'} images" if w.n_test else ""
+        label = f", {w.label!r}" if w.label else ""
+        print(f"{pad}test: PSNR {w.psnr:.2f} dB, SSIM {w.ssim:.4f}{on} (run {w.run}{label})")
     return 0
 
 
@@ -354,7 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("root", nargs="?", default=None, help="data root (default: $DEHAZELAB_DATA or ../shared/data)")
     v.set_defaults(func=cmd_verify)
 
-    m = sub.add_parser("models", help="list the registered models")
+    m = sub.add_parser("models", help="list the registered models, their committed weights and test scores",
+                       description="List the registered models; for each trained one, its committed weights "
+                                   "(results/<size>/<notebook>/<model>_<size>.pt) and the test PSNR/SSIM of the run "
+                                   "that trained them (results/<size>/runs/<id>/summary.json), read from the files.")
+    m.add_argument("--size", default="small", help="the results size whose weights are listed (default: small, "
+                                                    "the committed one)")
     m.set_defaults(func=cmd_models)
 
     t = sub.add_parser("train", help="train a model from a run spec (also under torchrun)",

@@ -53,7 +53,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from dehazelab import io, paths, plotting, repro
+from dehazelab import io, papers, paths, plotting, repro
 from dehazelab import metrics as M
 from dehazelab.data import haze, layouts, synthetic
 from dehazelab.data.images import read_image
@@ -328,10 +328,9 @@ per_image.groupby(["set", "method"], sort=False)[["psnr_hazy", "psnr", "ssim", "
 # over images (DCP has no training seed).
 
 # %%
-PAPER_DCP = {  # CR paper (Wu et al., CVPR'21) Table 1, DCP row — quoted, see methods.md §1.8
-    "SOTS-indoor": (15.09, 0.7649),
-    "NH-HAZE": (10.57, 0.5196),
-}
+# CR paper (Wu et al., CVPR'21) Table 1, DCP row — quoted from dehazelab/papers.json (docs/methods.md §1.8)
+_dcp_row = papers.quoted("cr-table1")["DCP"]
+PAPER_DCP = {s: (_dcp_row[f"{s} PSNR"], _dcp_row[f"{s} SSIM"]) for s in ("SOTS-indoor", "NH-HAZE")}
 
 
 def bootstrap_ci(x, n_boot=2000, seed=0):
@@ -367,8 +366,8 @@ io.write_table(table1, OUT / "table1_dcp")
 display(table1.round(4))
 
 # %% [markdown]
-# **Reading the gap.** Published DCP numbers on SOTS-indoor disagree with each other (the CR paper
-# prints 15.09 / 0.7649, FFA-Net's table 16.62 / 0.8179), because implementations differ in the
+# **Reading the gap.** Published DCP numbers on SOTS-indoor disagree with each other (the CR paper's,
+# quoted in the table above, and FFA-Net's table, 16.62 / 0.8179), because implementations differ in the
 # airlight rule, the refinement (soft matting vs. guided filter), the patch size relative to the
 # image, and the SSIM convention (section 3 measures how much the last alone moves SSIM; the
 # "no refinement" row above measures how much the refinement step alone moves the score). Indoor

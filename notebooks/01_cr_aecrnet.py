@@ -73,7 +73,7 @@ import torch
 from IPython.display import display
 from scipy import stats
 
-from dehazelab import io, paths, plotting, repro
+from dehazelab import io, papers, paths, plotting, repro
 from dehazelab import metrics as M
 from dehazelab import stats as dstats
 from dehazelab.data.datasets import PairedDataset, load_benchmark
@@ -309,7 +309,9 @@ def summarise(df, names):
 dcp_scores = [(M.psnr(dehaze_dcp(it["hazy"].permute(1, 2, 0).numpy())[0], it["clear"].permute(1, 2, 0).numpy()),
                M.ssim(dehaze_dcp(it["hazy"].permute(1, 2, 0).numpy())[0], it["clear"].permute(1, 2, 0).numpy()))
               for it in (test_set[i] for i in range(len(test_set)))]
-PAPER_T1 = {"DCP": (15.09, 0.7649, "–"), "AOD-Net": (19.82, 0.8178, "0.002M"), "AECR-Net": (37.17, 0.9901, "2.61M")}
+_t1 = papers.quoted("cr-table1")  # CR paper Table 1, quoted (dehazelab/papers.json; docs/methods.md §1.8)
+PAPER_T1 = {r: (_t1[r]["SOTS-indoor PSNR"], _t1[r]["SOTS-indoor SSIM"], _t1[r]["#params"])
+            for r in ("DCP", "AOD-Net", "AECR-Net")}
 tables_out = {}
 if "table1" in cfg.tables:
     t1 = summarise(runs, ["AOD-Net", "+ CR (1:1)"]).replace({"row": {"+ CR (1:1)": "AECR-Net"}})

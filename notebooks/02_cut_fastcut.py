@@ -43,7 +43,8 @@
 # trains **narrow ResNet-6 networks on small crops for several hundred iterations** — the table
 # printed below lists every scaled-down setting beside the official one. Our numbers measure what
 # the three objectives do *early in training of small networks*: the direction of each claim at this
-# size, not the paper's scores. FID needs Inception weights, which we never download (§5).
+# size, not the paper's scores. FID needs the standard Inception weights, downloaded on first use
+# when the machine is online (§5).
 
 # %% tags=["parameters"]
 size = "smoke"  # smoke | small | full
@@ -63,7 +64,7 @@ real_max_images = 1  # real hazy photographs shown (skipped when the data folder
 real_max_side = 320  # real photos are resized so their longer side is at most this
 cost_iters = 2  # timed iterations per method for the sec/iter and memory columns
 perf_official = False  # time one iteration of each method at the official config (ResNet-9, ngf 64, 128², batch 1)
-inception_weights = "auto"  # FID: "auto" (torch hub cache), a path to torchvision's Inception-v3 file, or "none"
+inception_weights = "auto"  # FID: "auto" (hub cache, else download), a path to torch-fidelity's Inception file, or "none"
 
 # %%
 import json
@@ -79,17 +80,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from IPython.display import display
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from torch.utils.flop_counter import FlopCounterMode
 
-from dehazelab import io, paths, plotting, repro
+from dehazelab import io, papers, paths, plotting, repro
 from dehazelab import stats as dstats
 from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
 from dehazelab.data.datasets import PairedDataset, load_benchmark
 from dehazelab.data.selection import filter_pairs, scene_halves, spread
+from dehazelab.fid import FIDScorer
 from dehazelab.inference import export_weights, load_model
 from dehazelab.losses.patchnce import patchnce_loss
 from dehazelab.methods import build_method
@@ -468,14 +469,16 @@ assert (cost_all["sec/iter (median)"] > 0).all() and len(cost_all) == len(cost_j
 # quoted beside ours; they are FIDs on other datasets and GPU numbers, so compare **directions**, not
 # values. Of the quoted numbers the CUT/FastCUT FIDs were verified independently (clean-fid's
 # re-computation); the CycleGAN FIDs and the sec/iter and memory columns are recalled from the paper
-# (`docs/methods.md` §2.9).
+# (`docs/methods.md` §2.9; the numbers and their status are in `dehazelab/papers.json`).
 
 # %%
-PAPER_T1 = {  # CUT paper Table 1 (quoted)
-    "cut": {"H→Z FID": 45.5, "Cat→Dog FID": 76.2, "Cityscapes FID": 56.4, "sec/iter": 0.24, "Mem GB": 3.33},
-    "fastcut": {"H→Z FID": 73.4, "Cat→Dog FID": 94.0, "Cityscapes FID": 68.8, "sec/iter": 0.15, "Mem GB": 2.25},
-    "cyclegan": {"H→Z FID": 77.2, "Cat→Dog FID": 85.9, "Cityscapes FID": 76.3, "sec/iter": 0.40, "Mem GB": 4.81},
-}
+_t1 = papers.quoted("cut-table1")  # CUT paper Table 1, quoted (dehazelab/papers.json)
+PAPER_T1 = {name: dict(_t1[LABEL[name]]) for name in METHODS}
+# the cost claims of §7 quote these columns, with their status ("recalled" unless every number was verified)
+COST_SRC = f"Table 1, {papers.status('cut-table1', columns=['sec/iter', 'Mem GB'])}"
+Q_TIME = f"{PAPER_T1['cut']['sec/iter']:.2f} vs {PAPER_T1['cyclegan']['sec/iter']:.2f} s/iter"
+Q_MEM = f"{PAPER_T1['cut']['Mem GB']:.2f} vs {PAPER_T1['cyclegan']['Mem GB']:.2f} GB"
+Q_FAST = f"{PAPER_T1['fastcut']['sec/iter']:.2f} vs {PAPER_T1['cut']['sec/iter']:.2f} s/iter"
 
 
 mean_ci = dstats.mean_ci  # (mean, 95 % Student-t half-width); dehazelab.stats
@@ -495,85 +498,37 @@ table.append({"method": "hazy input (reference)", "seeds": 0, "PSNR": hazy_ref["
 cut_table = pd.DataFrame(table)
 
 # %% [markdown]
-# ## 5 · FID — only with local Inception weights
+# ## 5 · FID — whenever the standard Inception weights are available
 # The paper's quality columns are FIDs: the Fréchet distance between Inception-v3 pool features of
-# the translated test images and of real target-domain images. That needs pretrained Inception
-# weights, and this project never downloads weights, so the column appears only when a copy is
-# already on disk (torchvision's `inception_v3_google-*.pth` in the torch hub cache, or a path given as
-# `inception_weights`). Note that the paper used the *legacy TF-ported* weights of `pytorch-fid` at
-# 256², on 120–500 images: an FID from torchvision's weights on our handful of test images (below
-# 2,048 samples the covariances are rank-deficient) is a different number, comparable only between
-# our rows. With no weights we report PSNR/SSIM, which our paired test scenes make possible and
-# which dehazing papers report anyway.
-#
-# The Fréchet distance of Gaussians fitted to $n_1$, $n_2$ feature vectors (centred rows $A_1$, $A_2$) is
-# $\lVert\mu_1-\mu_2\rVert^2 + \operatorname{tr}\Sigma_1 + \operatorname{tr}\Sigma_2 - 2\operatorname{tr}(\Sigma_1\Sigma_2)^{1/2}$,
-# and with few samples $\operatorname{tr}(\Sigma_1\Sigma_2)^{1/2} = \lVert A_1A_2^\top\rVert_* / \sqrt{(n_1-1)(n_2-1)}$
-# (nuclear norm), which avoids a 2048×2048 matrix square root; the cell checks it against `scipy.linalg.sqrtm`.
+# the translated test images and of real target-domain images. We compute it with a maintained
+# library, torchmetrics' `FrechetInceptionDistance` (`dehazelab/fid.py`), and its default feature
+# extractor: torch-fidelity's port of the TensorFlow FID Inception-v3, the weights legacy `pytorch-fid`
+# uses. With `inception_weights="auto"` the file is read from the torch hub cache (or
+# `$DEHAZELAB_INCEPTION`) and downloaded there on first use — unless `DEHAZELAB_DOWNLOAD=0`; a path
+# names the file; `"none"` turns FID off. Without the weights the table has no FID column and
+# `metrics.json` records why (`fid`). The target domain is one clear image per test scene. Note that
+# the paper scored a few hundred images at 256²: an FID of our handful of test images (below 2,048
+# samples the covariances are rank-deficient) is a different number, comparable only between our rows.
+# PSNR/SSIM, which our paired test scenes make possible, remain the quality columns.
 
 # %%
-from scipy import linalg
-
-
-def frechet_distance(f1, f2):
-    """FID between two feature sets (rows), via the nuclear norm of A1 A2^T (exact, cheap for n << d)."""
-    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
-    a1, a2 = f1 - f1.mean(0), f2 - f2.mean(0)
-    n1, n2 = len(f1), len(f2)
-    tr_sqrt = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum() / math.sqrt((n1 - 1) * (n2 - 1))
-    return float(((f1.mean(0) - f2.mean(0)) ** 2).sum() + (a1**2).sum() / (n1 - 1) + (a2**2).sum() / (n2 - 1) - 2 * tr_sqrt)
-
-
-_rng = np.random.default_rng(0)
-_a, _b = _rng.normal(size=(30, 6)), _rng.normal(1.0, 2.0, size=(25, 6)) @ _rng.normal(size=(6, 6))
-_s1, _s2 = np.cov(_a, rowvar=False), np.cov(_b, rowvar=False)
-_ref = ((_a.mean(0) - _b.mean(0)) ** 2).sum() + np.trace(_s1 + _s2 - 2 * linalg.sqrtm(_s1 @ _s2).real)
-assert abs(frechet_distance(_a, _b) - _ref) < 1e-6 * max(1.0, abs(_ref)), (frechet_distance(_a, _b), _ref)
-
-
-def find_inception(setting):
-    if setting == "none":
-        return None
-    if setting != "auto":
-        p = Path(setting).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"inception_weights={setting!r} is not a file")
-        return p
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    return next(iter(sorted(hub.glob("inception_v3_google-*.pth"))), None) if hub.is_dir() else None
-
-
-inception_path = find_inception(inception_weights)
-fid_note = ("no Inception-v3 weights on disk (we never download weights): no FID column"
-            if inception_path is None else f"FID with torchvision Inception-v3 weights from {inception_path.name}")
-print(fid_note)
-if inception_path is not None:
-    import torchvision
-
-    inc = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
-    inc.load_state_dict(torch.load(inception_path, map_location="cpu", weights_only=True))
-    inc.fc = torch.nn.Identity()
-    inc = inc.eval().to(device)
-    MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-    def inception_features(images):
-        feats = []
-        with torch.no_grad():
-            for im in images:
-                x = F.interpolate(im[None].float(), size=(299, 299), mode="bilinear", align_corners=False)
-                feats.append(inc(((x - MEAN) / STD).to(device)).cpu().double().numpy()[0])
-        return np.stack(feats)
-
-    # target domain: the clear images of the test scenes (one per scene)
+fid = FIDScorer(inception_weights, device=device)
+fid_note = fid.note
+if fid.available:
     gt_by_scene = {p.scene: i for i, p in enumerate(test_pairs)}
-    real_feats = inception_features([test_set[i]["clear"] for i in gt_by_scene.values()])
-    fid_cols = []
-    for name in METHODS:
-        with torch.no_grad():
-            outs = [dehazers[name](test_set[i]["hazy"][None]).clamp(0, 1)[0] for i in range(len(test_set))]
-        fid_cols.append(frechet_distance(inception_features(outs), real_feats))
-    fid_cols.append(frechet_distance(inception_features([test_set[i]["hazy"] for i in range(len(test_set))]), real_feats))
-    cut_table.insert(6, "FID (torchvision Inception, seed 0)", fid_cols)
+    real_imgs = [test_set[i]["clear"] for i in gt_by_scene.values()]
+    try:
+        fid_cols = []
+        for name in METHODS:
+            with torch.no_grad():
+                outs = [dehazers[name](test_set[i]["hazy"][None].to(device)).clamp(0, 1)[0].cpu()
+                        for i in range(len(test_set))]
+            fid_cols.append(fid.score(real_imgs, outs))
+        fid_cols.append(fid.score(real_imgs, [test_set[i]["hazy"] for i in range(len(test_set))]))
+        cut_table.insert(6, "FID (Inception, seed 0)", fid_cols)
+    except ValueError as exc:  # fewer than two images on a side (the smoke size's test scenes)
+        fid_note = f"no FID: {exc}"
+print(fid_note)
 io.write_table(cut_table, OUT / "table_cut")
 display(cut_table.round(4))
 
@@ -672,7 +627,8 @@ if perf_official and BENCH.is_file():
 # (quality and training time are paired by seed: same seed = same data order and crops); when the
 # interval contains 0 the claim is *not shown at this size* (the direction of our mean is given), and
 # *not held* means the opposite beyond seed noise. The paper's quality evidence is FID,
-# which we cannot compute here (§5), so "beats" is judged on PSNR and on SSIM separately. Training
+# which we compute only with the Inception weights and then on a handful of images (§5), so "beats" is
+# judged on PSNR and on SSIM separately. Training
 # time is each run's sec/iter (§2); memory is one measurement per method (§3), which does not vary
 # with the seed. With `perf_official=True` the cost claims are also checked at the official
 # architecture (one measurement each, §3) — the configuration the paper's claim is about.
@@ -706,28 +662,28 @@ claims.append(("CUT beats CycleGAN", "lower FID on Horse→Zebra, Cat→Dog and 
                f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
 d, h = paired("cut", "cyclegan", "s_per_iter", sign=-1.0)  # positive = CUT faster
 mem_ok = bool(mem["cut"] < mem["cyclegan"])
-long.add("CUT uses less time than CycleGAN", "0.24 vs 0.40 s/iter (Table 1, recalled)", "CycleGAN − CUT", "sec/iter",
+long.add("CUT uses less time than CycleGAN", f"{Q_TIME} ({COST_SRC})", "CycleGAN − CUT", "sec/iter",
          "s", d, h, n_seeds, setting=setting)
-long.add("CUT uses less memory than CycleGAN", "3.33 vs 4.81 GB (Table 1, recalled)", "CycleGAN − CUT", "peak memory",
+long.add("CUT uses less memory than CycleGAN", f"{Q_MEM} ({COST_SRC})", "CycleGAN − CUT", "peak memory",
          "MB", mem["cyclegan"] - mem["cut"], float("nan"), 1,
          verdict=("held" if mem_ok else "not held") + " (one measurement)", setting=setting)
-claims.append(("CUT uses less time and memory than CycleGAN", "0.24 vs 0.40 s/iter, 3.33 vs 4.81 GB (Table 1, recalled)",
+claims.append(("CUT uses less time and memory than CycleGAN", f"{Q_TIME}, {Q_MEM} ({COST_SRC})",
                f"CycleGAN − CUT: {d:+.4f} s/iter {pm(h, '.4f')}; memory {mem['cut']:.0f} vs {mem['cyclegan']:.0f} MB",
                f"time: {verdict(d, h)}; memory: {'held' if mem_ok else 'not held'} (one measurement)"))
 d, h = paired("fastcut", "cut", "s_per_iter", sign=-1.0)  # positive = FastCUT faster
-long.add("FastCUT is faster than CUT", "0.15 vs 0.24 s/iter (Table 1, recalled)", "CUT − FastCUT", "sec/iter", "s",
+long.add("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})", "CUT − FastCUT", "sec/iter", "s",
          d, h, n_seeds, setting=setting)
-claims.append(("FastCUT is faster than CUT", "0.15 vs 0.24 s/iter (Table 1, recalled)",
+claims.append(("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})",
                f"CUT − FastCUT: {d:+.4f} s/iter {pm(h, '.4f')}", verdict(d, h)))
 if perf_official:
     o = perf_df[perf_df.config != "this notebook"].set_index("method")
     t_ok = bool(o.loc["CUT", "s/iter"] < o.loc["CycleGAN", "s/iter"])
     m_ok = bool(o.loc["CUT", "peak mem MB"] < o.loc["CycleGAN", "peak mem MB"])
     official = "official architecture (ResNet-9, ngf 64, 128², batch 1)"
-    long.add("CUT uses less time than CycleGAN", "0.24 vs 0.40 s/iter (Table 1, recalled)", "CycleGAN − CUT",
+    long.add("CUT uses less time than CycleGAN", f"{Q_TIME} ({COST_SRC})", "CycleGAN − CUT",
              "sec/iter", "s", o.loc["CycleGAN", "s/iter"] - o.loc["CUT", "s/iter"], float("nan"), 1,
              verdict=("held" if t_ok else "not held") + " (one measurement)", setting=official)
-    long.add("CUT uses less memory than CycleGAN", "3.33 vs 4.81 GB (Table 1, recalled)", "CycleGAN − CUT",
+    long.add("CUT uses less memory than CycleGAN", f"{Q_MEM} ({COST_SRC})", "CycleGAN − CUT",
              "peak memory", "MB", o.loc["CycleGAN", "peak mem MB"] - o.loc["CUT", "peak mem MB"], float("nan"), 1,
              verdict=("held" if m_ok else "not held") + " (one measurement)", setting=official)
     claims.append(("CUT uses less time and memory than CycleGAN — official architecture", "as above",
@@ -735,7 +691,7 @@ if perf_official:
                    f"{o.loc['CUT', 'peak mem MB']:.0f} vs {o.loc['CycleGAN', 'peak mem MB']:.0f} MB",
                    f"time: {'held' if t_ok else 'not held'}; memory: {'held' if m_ok else 'not held'} (one measurement each)"))
     ok = bool(o.loc["FastCUT", "s/iter"] < o.loc["CUT", "s/iter"])
-    long.add("FastCUT is faster than CUT", "0.15 vs 0.24 s/iter (Table 1, recalled)", "CUT − FastCUT", "sec/iter", "s",
+    long.add("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})", "CUT − FastCUT", "sec/iter", "s",
              o.loc["CUT", "s/iter"] - o.loc["FastCUT", "s/iter"], float("nan"), 1,
              verdict=("held" if ok else "not held") + " (one measurement)", setting=official)
     claims.append(("FastCUT is faster than CUT — official architecture", "as above",

@@ -154,6 +154,71 @@ def test_models_lists_registry():
     assert r.returncode == 0 and "dcp" in r.stdout
 
 
+def _run_folder(runs, run_id, spec, weights, psnr, ssim, label):
+    import torch
+
+    d = runs / run_id
+    d.mkdir(parents=True)
+    torch.save(weights, d / "weights.pt")
+    summary = {"id": run_id, "label": label, "spec": {**spec, "data": {"test": {"name": "sots-test"}}},
+               "psnr": psnr, "ssim": ssim, "n_test": 20}
+    (d / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+
+
+def test_models_prints_each_committed_checkpoint_and_the_scores_of_its_run(tmp_path, monkeypatch):
+    """A temporary results folder: the numbers come from the run whose weights equal the committed
+    file (a paired run's checkpoint; one of an unpaired run's networks), never from elsewhere."""
+    import torch
+
+    from dehazelab import models
+    from dehazelab.inference import export_weights
+    from dehazelab.methods import build_method
+
+    results = tmp_path / "results"
+    small, runs = results / "small", results / "small" / "runs"
+    # AOD-Net: the committed file is a copy of the seed-0 run's weights.pt; a seed-1 run is a decoy
+    torch.manual_seed(0)
+    aod = export_weights(models.build("aodnet"), {"model": "aodnet", "kwargs": {}},
+                         small / "01_cr_aecrnet" / "aodnet_small.pt")
+    torch.manual_seed(1)
+    decoy = {"format": "dehazelab-weights-1", "model": models.build("aodnet").state_dict(),
+             "model_spec": {"model": "aodnet", "kwargs": {}}}
+    spec = {"kind": "paired", "model": "aodnet"}
+    _run_folder(runs, "aodnet-s1-0000000000", spec, decoy, 11.0, 0.1, "AOD-Net")
+    _run_folder(runs, "aodnet-s0-ffffffffff", spec, torch.load(aod, weights_only=True), 19.5083, 0.75821, "AOD-Net")
+    # CUT: the committed file is the exported dehazer; the run keeps every network of the method
+    cut = build_method("cut", ngf=4, ndf=4, n_blocks=5, num_patches=8, netF_nc=8)
+    export_weights(cut.dehazer(), cut.model_spec(), small / "02_cut_fastcut" / "cut_small.pt")
+    nets = {"format": "dehazelab-method-weights-1", "method": "cut",
+            "nets": {k: {n: t.detach().clone() for n, t in net.state_dict().items()} for k, net in cut.nets.items()}}
+    _run_folder(runs, "cut-s0-1234567890", {"kind": "unpaired", "method": "cut"}, nets, 14.25, 0.61234, "cut")
+    # FastCUT: a file whose run is not there
+    fast = build_method("fastcut", ngf=4, ndf=4, n_blocks=5, num_patches=8, netF_nc=8, seed=1)
+    export_weights(fast.dehazer(), fast.model_spec(), small / "02_cut_fastcut" / "fastcut_small.pt")
+
+    monkeypatch.setenv("DEHAZELAB_RESULTS", str(results))
+    r = run_cli("models", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    blocks = {}
+    for line in r.stdout.splitlines():
+        if not line.startswith(" "):
+            name = line.split()[0]
+            blocks[name] = []
+        else:
+            blocks[name].append(line.strip())
+    assert blocks["aodnet"] == [
+        "small weights: results/small/01_cr_aecrnet/aodnet_small.pt",
+        "test: PSNR 19.51 dB, SSIM 0.7582 on 20 sots-test images (run aodnet-s0-ffffffffff, 'AOD-Net')"]
+    assert blocks["cut"] == [
+        "small weights: results/small/02_cut_fastcut/cut_small.pt",
+        "test: PSNR 14.25 dB, SSIM 0.6123 on 20 sots-test images (run cut-s0-1234567890, 'cut')"]
+    assert blocks["fastcut"][0] == "small weights: results/small/02_cut_fastcut/fastcut_small.pt"
+    assert blocks["fastcut"][1].startswith("test PSNR/SSIM: not recorded (no run in small/runs/")
+    assert blocks["aecrnet"] == ["small weights: not committed"]
+    assert blocks["dcp"] == []  # no training, no weights
+    assert set(blocks) == set(models.MODELS)
+
+
 def test_verify_real_data():
     root = paths.data_root()
     if root is None or not (root / "sots-indoor").is_dir():
