@@ -186,9 +186,9 @@ display(cr_t4)
 
 # %% [markdown]
 # ## 3 · CUT / FastCUT, Table 1
-# The paper's quality evidence is FID on Horse→Zebra, Cat→Dog and Cityscapes; we have no Inception
-# weights on this machine (nothing is downloaded), so our quality columns are PSNR/SSIM against SOTS
-# ground truth and the FID columns are the paper's, quoted. Cost: our sec/iter and peak memory are
+# The paper's quality evidence is FID on Horse→Zebra, Cat→Dog and Cityscapes. Our quality columns are
+# PSNR/SSIM against SOTS ground truth; notebook 02 adds an FID column only when torch-fidelity's Inception
+# weights were available (the line under the table says which), and the paper's FID columns are quoted. Cost: our sec/iter and peak memory are
 # CPU measurements at this notebook's small widths; the paper's are GPU numbers (recalled, §2.9).
 
 # %%
