@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .weightfiles import DOWNLOAD_ENV, downloads_allowed, named_file
+
 __all__ = ["FIDScorer", "inception_url", "inception_file_name", "find_inception_weights",
            "download_inception_weights", "INCEPTION_ENV", "MIN_IMAGES"]
 
@@ -74,29 +76,15 @@ def _library_missing() -> str | None:
     return None
 
 
-def _downloads_allowed() -> bool:
-    from .models.vgg import downloads_allowed
-
-    return downloads_allowed()
-
-
 def find_inception_weights(weights: str | os.PathLike = "auto") -> Path | None:
     """The Inception weight file to use, or ``None`` when none is on disk (``weights="none"``: never).
 
     A path given (argument or ``$DEHAZELAB_INCEPTION``) that is not a file raises ``FileNotFoundError``."""
     if str(weights) == "none":
         return None
-    if str(weights) != "auto":
-        p = Path(weights).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"Inception weights not found at {str(weights)!r}")
-        return p
-    env = os.environ.get(INCEPTION_ENV, "").strip()
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"${INCEPTION_ENV}={env!r} is not a file")
-        return p
+    named = named_file(None if str(weights) == "auto" else weights, INCEPTION_ENV, "Inception")
+    if named is not None:
+        return named
     p = _hub_file()
     return p if p.is_file() else None
 
@@ -105,11 +93,9 @@ def download_inception_weights(download: bool | None = None) -> tuple[Path | Non
     """Fetch torch-fidelity's Inception weights into torch's hub cache. Returns ``(file, "")`` or
     ``(None, why not)``; never raises for a network failure. ``download=None`` follows
     ``$DEHAZELAB_DOWNLOAD``."""
-    from .models.vgg import DOWNLOAD_ENV
-
     if download is False:
         return None, "downloads are off (download=False)"
-    if download is None and not _downloads_allowed():
+    if download is None and not downloads_allowed():
         return None, f"downloads are off (${DOWNLOAD_ENV}=0)"
     import socket
 

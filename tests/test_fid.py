@@ -60,13 +60,12 @@ def _features(net: nn.Module, images: list[torch.Tensor]) -> np.ndarray:
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """An empty torch hub cache, no $DEHAZELAB_INCEPTION, downloads allowed unless a test turns them off."""
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
+    """An empty torch hub cache, no $DEHAZELAB_INCEPTION, downloads allowed unless a test turns them off.
+    Through $TORCH_HOME, as a user sets it: torch.hub.set_dir would pin the hub folder for later tests."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.delenv(F.INCEPTION_ENV, raising=False)
     monkeypatch.setenv("DEHAZELAB_DOWNLOAD", "1")
-    yield tmp_path / "hub" / "checkpoints"
-    torch.hub.set_dir(old)
+    return tmp_path / "torch_home" / "hub" / "checkpoints"
 
 
 def test_torchmetrics_fid_with_a_tiny_feature_extractor_equals_the_sqrtm_formula():

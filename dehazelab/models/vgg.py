@@ -31,19 +31,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..weightfiles import DOWNLOAD_ENV, downloads_allowed, named_file
+
 __all__ = ["vgg19_features", "find_vgg19_weights", "download_vgg19_weights", "VGG19_ENV", "VGG19_FILE",
            "DOWNLOAD_ENV"]
 
 VGG19_ENV = "DEHAZELAB_VGG19"
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
-#: ``0`` / ``false`` / ``no``: never download pretrained weights.
-DOWNLOAD_ENV = "DEHAZELAB_DOWNLOAD"
 #: seconds a stalled connection may take before the download counts as failed
 DOWNLOAD_TIMEOUT_S = 30.0
-
-
-def downloads_allowed() -> bool:
-    return os.environ.get(DOWNLOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _vgg19_url() -> str:
@@ -87,17 +83,9 @@ def _build_features() -> nn.Sequential:
 
 def find_vgg19_weights(path: str | os.PathLike | None = None) -> Path | None:
     """The ImageNet VGG-19 weight file to use, or ``None`` when there is none on disk."""
-    if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"VGG-19 weights not found at path={str(path)!r}")
-        return p
-    env = os.environ.get(VGG19_ENV, "").strip()
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"${VGG19_ENV}={env!r} is not a file")
-        return p
+    named = named_file(path, VGG19_ENV, "VGG-19")
+    if named is not None:
+        return named
     p = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
     return p if p.is_file() else None
 
