@@ -17,8 +17,9 @@ numbers, not from formatted strings.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from scipy import stats as _st
 __all__ = [
     "ci95_half",
     "mean_ci",
+    "seed_summary",
     "paired_difference",
     "verdict",
     "verdict_category",
@@ -53,6 +55,26 @@ def mean_ci(x: Iterable[float]) -> tuple[float, float]:
     """``(mean, 95 % half-width)`` of ``x`` (NaNs dropped; half-width NaN for n < 2)."""
     s = pd.Series(list(x) if not isinstance(x, pd.Series) else x, dtype=float).dropna()
     return (float(s.mean()) if len(s) else float("nan")), ci95_half(s)
+
+
+def seed_summary(runs: pd.DataFrame, key: str, names: Iterable[str], metrics: Mapping[str, str] | None = None,
+                 seed_col: str = "seed") -> pd.DataFrame:
+    """One row per name of ``names`` (in that order): the number of seeds and, for each metric column,
+    its mean over seeds and 95 % Student-t half-width (``"<label> ±95%"``; NaN with one seed).
+
+    ``metrics`` maps a column of ``runs`` to its label (default ``psnr → PSNR``, ``ssim → SSIM``). A name
+    with no row raises ``KeyError`` — a typo in a notebook fails loudly instead of giving NaN."""
+    metrics = dict(metrics or {"psnr": "PSNR", "ssim": "SSIM"})
+    rows = []
+    for name in names:
+        g = runs[runs[key] == name]
+        if g.empty:
+            raise KeyError(f"no run with {key} == {name!r}; have {sorted(map(str, runs[key].unique()))}")
+        row: dict[str, Any] = {key: name, "seeds": int(g[seed_col].nunique())}
+        for col, label in metrics.items():
+            row[label], row[f"{label} ±95%"] = mean_ci(g[col])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def paired_difference(runs: pd.DataFrame, key: str, a: str, b: str, metric: str, *, sign: float = 1.0,

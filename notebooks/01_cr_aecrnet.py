@@ -59,97 +59,57 @@ tables = ["table1", "table2", "table4"]  # which experiments to run
 perf_full_step = False  # time one AECR-Net step at ngf 64, 240x240, batch 16 (about a minute on CPU)
 
 # %%
-import math
-import platform
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from scipy import stats
 
-from dehazelab import io, papers, paths, plotting, repro
+from dehazelab import io, papers, paths, plotting, repro, workbook
 from dehazelab import metrics as M
 from dehazelab import stats as dstats
-from dehazelab.data.datasets import PairedDataset, load_benchmark
-from dehazelab.data.selection import filter_pairs, spread
+from dehazelab.data.datasets import load_benchmark
 from dehazelab.data.images import read_image
 from dehazelab.losses.cr import ContrastiveRegularization, CRLoss
 from dehazelab.models import build
 from dehazelab.models.dcp import dehaze_dcp
 from dehazelab.models.vgg import vgg19_features
-from dehazelab.runs import ensure_grid
-from dehazelab.runs.grids import notebook_defaults
 
-
-@dataclass
-class RunConfig:
-    size: str
-    seeds: list
-    threads: int
-    out_dir: str
-    steps: int
-    batch_size: int
-    crop: int
-    ngf: int
-    lr: float
-    beta: float
-    r: int
-    max_test_images: int
-    test_levels: list
-    vgg_weights: str
-    tables: list
-    perf_full_step: bool
-    vgg_used: str = ""
-    data_used: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
-
-
-cfg = RunConfig(size, [int(s) for s in seeds], int(threads), out_dir or f"{size}/01_cr_aecrnet", int(steps),
-                int(batch_size), int(crop), int(ngf), float(lr), float(beta), int(r), int(max_test_images),
-                [int(v) for v in test_levels], vgg_weights, list(tables), bool(perf_full_step))
-assert cfg.crop % 4 == 0 and cfg.ngf % 2 == 0 and cfg.seeds and set(cfg.tables) <= {"table1", "table2", "table4"}
-repro.seed_everything(cfg.seeds[0], threads=cfg.threads)
-plotting.setup()
-OUT = paths.results_dir() / cfg.out_dir
-RUNS = OUT / "runs"  # per-run checkpoints and histories (not committed)
-OUT.mkdir(parents=True, exist_ok=True)
-device = repro.pick_device("auto")
-cfg.versions = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-                "threads": torch.get_num_threads()}
-
+# seeds and threads, plot style, output folder, device; the grid of runs (dehazelab/runs/grids.py) and
+# the test images they are scored on (the levels asked for, spread evenly: dehazelab.data.selection)
+nb = workbook.start("01_cr_aecrnet", globals())
+OUT, device, seeds, test_pairs, test_set = nb.out, nb.device, nb.seeds, nb.test_pairs, nb.test_set
+assert crop % 4 == 0 and ngf % 2 == 0 and set(tables) <= {"table1", "table2", "table4"}
 train_bm = load_benchmark("sots", "train", seed=0)
-test_bm = load_benchmark("sots", "test", seed=0)
-# the test images every run is scored on (dehazelab.data.selection: the levels asked for, spread evenly)
-test_pairs = spread(filter_pairs(test_bm.pairs, levels=cfg.test_levels if test_bm.source == "sots-indoor" else None),
-                    cfg.max_test_images)
-cfg.data_used = {"train": train_bm.describe(), "test": {**test_bm.describe(), "n_pairs": len(test_pairs),
-                                                        "images": [p.name for p in test_pairs]}}
-test_set = PairedDataset(test_pairs)
 print(f"train: {train_bm.source}, {len(train_bm.pairs)} pairs; test: {len(test_pairs)} pairs; device {device}")
 display(pd.DataFrame([
     ("training data", "RESIDE ITS, 13,990 pairs", f"{train_bm.source}: {len(train_bm.pairs)} pairs (scenes 1400-1429)"),
     ("test data", "SOTS-indoor, 500 pairs", f"{len(test_pairs)} pairs of the unseen scenes 1430-1439, full resolution"),
-    ("AECR-Net width ngf", "64 (2.61 M parameters)", str(cfg.ngf)),
-    ("training crop", "240", str(cfg.crop)),
-    ("batch", "16", str(cfg.batch_size)),
-    ("steps", "500,000", str(cfg.steps)),
-    ("learning rate (Adam, cosine)", "2e-4", f"{cfg.lr:g}"),
-    ("seeds", "1 (not stated)", str(len(cfg.seeds))),
+    ("AECR-Net width ngf", "64 (2.61 M parameters)", str(ngf)),
+    ("training crop", "240", str(crop)),
+    ("batch", "16", str(batch_size)),
+    ("steps", "500,000", str(steps)),
+    ("learning rate (Adam, cosine)", "2e-4", f"{lr:g}"),
+    ("seeds", "1 (not stated)", str(len(seeds))),
 ], columns=["setting", "paper", "this run"]))
 
+# %% [markdown]
+# CR's distances are computed in the feature space of an ImageNet VGG-19. torchvision downloads it on
+# first use; offline (as on the machine that made the committed results) a seeded random VGG-19 stands
+# in, which is **not** the paper's loss — every table below names the one used.
+
+# %%
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    VGG, cfg.vgg_used = vgg19_features(weights=cfg.vgg_weights)
+    VGG, vgg_used = vgg19_features(weights=vgg_weights)
 for w in caught:
     print("WARNING:", w.message)
-print("VGG-19 used by CR:", cfg.vgg_used)
-io.write_json(OUT / "config.json", asdict(cfg))
+print("VGG-19 used by CR:", vgg_used)
+nb.write_config(vgg_used=vgg_used)
 
 # %% [markdown]
 # ## 1 · Contrastive regularization
@@ -249,8 +209,7 @@ del paper_net
 # %%
 # The runs of this notebook (rows above x seeds) are declared once, in dehazelab/runs/grids.py; each is
 # read from results/<size>/runs/<id>/ (trained there by the pipeline) or trained here when missing.
-params = {k: globals()[k] for k in notebook_defaults("01_cr_aecrnet")}
-run_grid = ensure_grid("01_cr_aecrnet", params)
+run_grid = nb.runs()
 RUN_ORDER = list(dict.fromkeys(g.variant for g, _ in run_grid))
 NEEDED = set(RUN_ORDER)
 USES_CR = {g.variant: g.spec["loss"] == "cr" for g, _ in run_grid}
@@ -270,13 +229,13 @@ for _, row in runs.iterrows():
 # %%
 fig, ax = plt.subplots(1, 3, figsize=(14, 3.2))
 for name in [n for n in ("+ CR (1:1)", "1:r", "r:1", "r:r") if n in NEEDED]:
-    h = histories[(name, cfg.seeds[0])]
+    h = histories[(name, seeds[0])]
     ax[0].plot(h["step"], h["loss_cr"], label=name)
 if "+ CR positive-only" in NEEDED:
-    h = histories[("+ CR positive-only", cfg.seeds[0])]
+    h = histories[("+ CR positive-only", seeds[0])]
     ax[1].plot(h["step"], h["loss_cr"], label="+ CR positive-only")
 for name in [n for n in ("AOD-Net", "+ mixup", "+ CR (1:1)") if n in NEEDED]:
-    h = histories[(name, cfg.seeds[0])]
+    h = histories[(name, seeds[0])]
     ax[2].plot(h["step"], h["loss_l1"], label=name)
 ax[0].set(title="CR term: sum of w_i * D(a,p)/D(a,n)", xlabel="step")
 ax[1].set(title="positive-only term: sum of w_i * D(a,p)", xlabel="step")
@@ -293,16 +252,13 @@ plt.show()
 
 # %%
 def summarise(df, names):
-    out = []
-    for name in names:
-        g = df[df.config == name]
-        n = len(g)
-        tval = stats.t.ppf(0.975, n - 1) if n > 1 else float("nan")
-        ci = lambda x: float(tval * x.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
-        out.append({"row": name, "seeds": n, "PSNR": g.psnr.mean(), "PSNR ±95%": ci(g.psnr), "SSIM": g.ssim.mean(),
-                    "SSIM ±95%": ci(g.ssim), "#params": int(g.params.iloc[0]), "s/step": g.s_per_step.mean(),
-                    "VGG-19 of CR": cfg.vgg_used if USES_CR[name] else "— (no CR)"})
-    return pd.DataFrame(out)
+    """Mean ± 95 % half-width over seeds per row (dehazelab.stats), with the row's size, speed and VGG."""
+    t = dstats.seed_summary(df, "config", names).rename(columns={"config": "row"})
+    first = df.groupby("config").first()
+    t["#params"] = [int(first.loc[n, "params"]) for n in names]
+    t["s/step"] = [df[df.config == n].s_per_step.mean() for n in names]
+    t["VGG-19 of CR"] = [vgg_used if USES_CR[n] else "— (no CR)" for n in names]
+    return t
 
 
 # DCP on the same test images (no training; see notebook 00)
@@ -313,7 +269,7 @@ _t1 = papers.quoted("cr-table1")  # CR paper Table 1, quoted (dehazelab/papers.j
 PAPER_T1 = {r: (_t1[r]["SOTS-indoor PSNR"], _t1[r]["SOTS-indoor SSIM"], _t1[r]["#params"])
             for r in ("DCP", "AOD-Net", "AECR-Net")}
 tables_out = {}
-if "table1" in cfg.tables:
+if "table1" in tables:
     t1 = summarise(runs, ["AOD-Net", "+ CR (1:1)"]).replace({"row": {"+ CR (1:1)": "AECR-Net"}})
     t1 = pd.concat([pd.DataFrame([{"row": "DCP", "seeds": 0, "PSNR": np.mean([s[0] for s in dcp_scores]),
                                    "SSIM": np.mean([s[1] for s in dcp_scores]), "#params": 0,
@@ -325,14 +281,14 @@ if "table1" in cfg.tables:
     io.write_table(t1, OUT / "table1")
     tables_out["table1"] = t1
     display(t1.round(4))
-if "table2" in cfg.tables:
+if "table2" in tables:
     t2 = summarise(runs, ["base AE", "+ DFE", "+ mixup", "+ CR positive-only", "+ CR (1:1)"])
     io.write_table(t2, OUT / "table2_ablation")
     tables_out["table2"] = t2
     display(t2.round(4))
-if "table4" in cfg.tables:
+if "table4" in tables:
     t4 = summarise(runs, ["+ CR (1:1)", "1:r", "r:1", "r:r"]).replace({"row": {"+ CR (1:1)": "1:1"}})
-    t4.insert(1, "positives:negatives", ["1:1", f"1:{1 + cfg.r}", f"{1 + cfg.r}:1", f"{1 + cfg.r}:{1 + cfg.r}"])
+    t4.insert(1, "positives:negatives", ["1:1", f"1:{1 + r}", f"{1 + r}:1", f"{1 + r}:{1 + r}"])
     io.write_table(t4, OUT / "table4_rates")
     tables_out["table4"] = t4
     display(t4.round(4))
@@ -344,14 +300,14 @@ if "table4" in cfg.tables:
 # measurements of ours.
 
 # %%
-if "table1" in cfg.tables:
+if "table1" in tables:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
     ours = tables_out["table1"]
     xs = np.maximum(ours["#params"].to_numpy(), 1)
     ax[0].errorbar(xs, ours["PSNR"], yerr=ours["PSNR ±95%"].fillna(0), fmt="o", capsize=3)
     for x_, y_, name_ in zip(xs, ours["PSNR"], ours["row"]):
         ax[0].annotate(name_, (x_, y_), textcoords="offset points", xytext=(5, 3), fontsize=8)
-    ax[0].set(xscale="log", xlabel="#params (DCP plotted at 1)", ylabel="PSNR (dB)", title=f"ours ({cfg.size} size, measured)")
+    ax[0].set(xscale="log", xlabel="#params (DCP plotted at 1)", ylabel="PSNR (dB)", title=f"ours ({size} size, measured)")
     qp = {"AOD-Net": 1_761, "AECR-Net": 2_614_229}
     for k, v in qp.items():
         ax[1].plot(v, PAPER_T1[k][0], "s", color="gray")
@@ -430,9 +386,9 @@ if {"1:r", "+ CR (1:1)", "r:1"} <= NEEDED:
     long.add("1:r > 1:1 (more negatives help)", "Table 4", "1:r − 1:1", "PSNR", "dB", d1, h1, n)
     long.add("1:1 > r:1 (more positives do not help)", "Table 4", "1:1 − r:1", "PSNR", "dB", d2, h2, n)
 claims_df = pd.DataFrame(claims, columns=["claim", "paper's evidence", "ours (PSNR difference, 95% CI)", "at this size"])
-claims_df["VGG-19 of CR"] = cfg.vgg_used
+claims_df["VGG-19 of CR"] = vgg_used
 io.write_table(claims_df, OUT / "claims")
-claims_long = long.frame().assign(setting=f"VGG-19 of CR: {cfg.vgg_used}")
+claims_long = long.frame().assign(setting=f"VGG-19 of CR: {vgg_used}")
 io.write_table(claims_long, OUT / "claims_long")  # read by notebook 90
 display(claims_df)
 
@@ -459,9 +415,9 @@ def step_cost(ngf_, crop_, bs, warmup=True):
     the paper-size step is not run a second time under the counter; for the notebook's own step the
     extrapolation is checked against a direct count.
     """
-    repro.seed_everything(0, threads=cfg.threads)
+    repro.seed_everything(0, threads=threads)
     model = build("aecrnet", ngf=ngf_)
-    crit = CRLoss(cr=ContrastiveRegularization(vgg=VGG), beta=cfg.beta)
+    crit = CRLoss(cr=ContrastiveRegularization(vgg=VGG), beta=beta)
     opt = torch.optim.Adam(model.parameters(), 2e-4)
     x, y = torch.rand(bs, 3, crop_, crop_), torch.rand(bs, 3, crop_, crop_)
 
@@ -489,8 +445,8 @@ def step_cost(ngf_, crop_, bs, warmup=True):
 fp32 = fp32_peak()
 peak = fp32["peak"]
 perf = []
-configs_perf = [("this notebook's training step", cfg.ngf, cfg.crop, cfg.batch_size)]
-if cfg.perf_full_step:
+configs_perf = [("this notebook's training step", ngf, crop, batch_size)]
+if perf_full_step:
     configs_perf.append(("paper config (ngf 64, 240², batch 16)", 64, 240, 16))
 for label, g_, c_, b_ in configs_perf:
     s, fl = step_cost(g_, c_, b_, warmup=b_ <= 4)  # a paper-size step (about a minute) is timed once, cold
@@ -510,13 +466,13 @@ display(perf_df.round(3))
 
 # %%
 if "+ CR (1:1)" in models_seed0:
-    shutil.copyfile(run_grid.first("+ CR (1:1)").weights_file, OUT / f"aecrnet_{cfg.size}.pt")
+    shutil.copyfile(run_grid.first("+ CR (1:1)").weights_file, OUT / f"aecrnet_{size}.pt")
 if "AOD-Net" in models_seed0:
-    shutil.copyfile(run_grid.first("AOD-Net").weights_file, OUT / f"aodnet_{cfg.size}.pt")
+    shutil.copyfile(run_grid.first("AOD-Net").weights_file, OUT / f"aodnet_{size}.pt")
 
 metrics = {
-    "notebook": "01_cr_aecrnet", "size": cfg.size, "vgg": cfg.vgg_used, "data": cfg.data_used,
-    "seeds": cfg.seeds, "steps": cfg.steps, "runs": runs.run.tolist(),
+    "notebook": "01_cr_aecrnet", "size": size, "vgg": vgg_used, "data": nb.data_used,
+    "seeds": seeds, "steps": steps, "runs": runs.run.tolist(),
     "tables": {k: v.to_dict("records") for k, v in tables_out.items()},
     "claims": claims_df.to_dict("records"),
     "performance": perf_df.to_dict("records"),
@@ -526,4 +482,4 @@ metrics = {
 io.write_json(OUT / "metrics.json", metrics)
 print(sorted(p.name for p in OUT.iterdir()))
 assert np.isfinite(runs.psnr).all() and (runs.n_test == len(test_pairs)).all()
-assert len(runs) == len(RUN_ORDER) * len(cfg.seeds)
+assert len(runs) == len(RUN_ORDER) * len(seeds)

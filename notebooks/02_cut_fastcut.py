@@ -67,10 +67,7 @@ perf_official = False  # time one iteration of each method at the official confi
 inception_weights = "auto"  # FID: "auto" (hub cache, else download), a path to torch-fidelity's Inception file, or "none"
 
 # %%
-import json
 import math
-import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -85,19 +82,17 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from torch.utils.flop_counter import FlopCounterMode
 
-from dehazelab import io, papers, paths, plotting, repro
+from dehazelab import io, papers, paths, plotting, repro, workbook
+from dehazelab.cost import measure_costs
 from dehazelab import stats as dstats
 from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
-from dehazelab.data.datasets import PairedDataset, load_benchmark
-from dehazelab.data.selection import filter_pairs, scene_halves, spread
 from dehazelab.fid import FIDScorer
 from dehazelab.inference import export_weights, load_model
 from dehazelab.losses.patchnce import patchnce_loss
 from dehazelab.methods import build_method
 from dehazelab.models.projection_head import l2_normalize
 from dehazelab.models.resnet_generator import to_pm1
-from dehazelab.runs import ensure_grid, runs_dir
-from dehazelab.runs.grids import notebook_defaults
+from dehazelab.runs import runs_dir
 from dehazelab.train.paired import evaluate
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
@@ -105,38 +100,17 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in
 METHODS = ("cut", "fastcut", "cyclegan")
 LABEL = {"cut": "CUT", "fastcut": "FastCUT", "cyclegan": "CycleGAN"}
 
-# the parameters cell as it was run (papermill / Snakemake overrides included): it decides the runs of §2
-params = {k: globals()[k] for k in notebook_defaults("02_cut_fastcut")}
-assert seeds and steps >= 2 and crop % 4 == 0 and n_blocks >= 5 and cost_iters >= 1
-assert decay_data in ("keep", "resize")
-repro.seed_everything(int(seeds[0]), threads=threads)
-plotting.setup()
-OUT = paths.results_dir() / (out_dir or f"{size}/02_cut_fastcut")
-OUT.mkdir(parents=True, exist_ok=True)
-device = repro.pick_device("auto")
-
-# Unpaired training data (as every run of §2 selects it, dehazelab.data.selection.scene_halves): hazy
-# images from the first half of the training scenes, one clear image per scene of the second half
-# (SOTS: 1400-1414 vs 1415-1429), so no clear image belongs to a hazy one's scene.
-train_bm = load_benchmark("sots", "train", seed=0)
-hazy_items, clear_items, hazy_scenes, clear_scenes = scene_halves(train_bm.pairs)
+# seeds and threads, plot style, output folder, device; the grid of runs (dehazelab/runs/grids.py), the
+# test images they are scored on, and their unpaired training split (dehazelab.data.selection.scene_halves:
+# hazy images of the first half of the training scenes, one clear image per scene of the second half)
+nb = workbook.start("02_cut_fastcut", globals())
+OUT, device, seeds, test_pairs, test_set = nb.out, nb.device, nb.seeds, nb.test_pairs, nb.test_set
+hazy_items, clear_items, tr = nb.hazy_items, nb.clear_items, nb.data_used["train"]
+assert steps >= 2 and crop % 4 == 0 and n_blocks >= 5 and cost_iters >= 1 and decay_data in ("keep", "resize")
 assert not {p.scene for p in hazy_items} & {p.scene for p in clear_items}
-
-# the test images every run is scored on (the haze levels asked for, spread evenly over the split)
-test_bm = load_benchmark("sots", "test", seed=0)
-test_pairs = spread(filter_pairs(test_bm.pairs, levels=test_levels if test_bm.source == "sots-indoor" else None),
-                    max_test_images)
-test_set = PairedDataset(test_pairs)
-data_used = {"train": {**train_bm.describe(), "hazy_scenes": hazy_scenes, "clear_scenes": clear_scenes,
-                       "n_hazy": len(hazy_items), "n_clear": len(clear_items)},
-             "test": {**test_bm.describe(), "n_pairs": len(test_pairs), "images": [p.name for p in test_pairs]}}
-# the resolved configuration, written beside the results (completed with the run ids in §2)
-config = {**params, "out_dir": out_dir or f"{size}/02_cut_fastcut", "data_used": data_used,
-          "versions": {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-                       "threads": torch.get_num_threads()}}
-print(f"train ({train_bm.source}): {len(hazy_items)} hazy images of scenes {hazy_scenes[0]}-{hazy_scenes[-1]}, "
-      f"{len(clear_items)} clear images of scenes {clear_scenes[0]}-{clear_scenes[-1]}")
-print(f"test: {len(test_pairs)} paired images of scenes {test_bm.scenes[0]}-{test_bm.scenes[-1]}; device {device}")
+print(f"train: {len(hazy_items)} hazy images of scenes {'-'.join(tr['hazy_scenes'])}, "
+      f"{len(clear_items)} clear images of scenes {'-'.join(tr['clear_scenes'])}; test: {len(test_pairs)} pairs; "
+      f"device {device}")
 scaled = pd.DataFrame([
     ("generator", "ResNet, 9 blocks, ngf 64", f"ResNet, {n_blocks} blocks, ngf {ngf}"),
     ("discriminator (PatchGAN) width ndf", "64", str(ndf)),
@@ -146,7 +120,7 @@ scaled = pd.DataFrame([
     ("test images", "test set resized to 256²", f"{len(test_pairs)} SOTS pairs at native resolution"),
 ], columns=["setting", "official CUT", "this run"])
 display(scaled)
-_ = io.write_json(OUT / "config.json", config)
+nb.write_config()
 
 # %% [markdown]
 # ## 1 · PatchNCE
@@ -264,7 +238,7 @@ assert nce_demo.PatchNCE[1] < nce_demo.PatchNCE[0]
 # The runs (3 methods × seeds) are declared once, in dehazelab/runs/grids.py; each is read from
 # results/<size>/runs/<id>/ when it has finished there and trained here, in the kernel, otherwise.
 t_all = time.perf_counter()
-run_grid = ensure_grid("02_cut_fastcut", params, progress=True)
+run_grid = nb.runs()
 print(f"{len(run_grid)} runs from {runs_dir(size)} ({time.perf_counter() - t_all:.0f} s in this kernel)")
 # one row per run; s_per_iter: the median seconds per train_step over the logged windows (the warm-up
 # window left out when there are several) — a median, so a burst of background load does not move it
@@ -281,8 +255,7 @@ for _, row in runs.iterrows():
     print(f"{LABEL[row.method]:8s} seed {row.seed}: PSNR {row.psnr:.2f} SSIM {row.ssim:.4f} "
           f"({row.s_per_iter:.3f} s/iter, training {row.train_s:.0f} s)  {row.run}")
 io.write_table(runs, OUT / "runs_per_seed")
-config.update(runs=runs.run.tolist(), method_kwargs=method_kwargs, schedule=schedule)
-_ = io.write_json(OUT / "config.json", config)
+nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
 
 # the hazy input itself, scored the same way: the "do nothing" reference
 hazy_ref = evaluate(torch.nn.Identity(), test_set, device)
@@ -399,7 +372,7 @@ assert np.isfinite(sim_df.select_dtypes("number").to_numpy()).all()
 dehazers = {name: methods_seed0[name].dehazer().eval() for name in METHODS}
 samples = [(test_set[i]["hazy"], test_set[i]["clear"], test_pairs[i].name) for i in range(min(3, len(test_set)))]
 real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, real_max_images, real_max_side)
-data_used["real"] = [name for name, _ in real]
+nb.data_used["real"] = [name for name, _ in real]
 if not real:
     print("no real hazy photographs found (no data folder or no real-hazy/ in it): showing SOTS test images only")
 samples += [(img, None, Path(name).stem) for name, img in real]
@@ -411,7 +384,7 @@ with torch.no_grad():
 fig = plotting.image_grid(grid, row_titles=row_titles, col_titles=["hazy"] + [LABEL[n] for n in METHODS] + ["ground truth"])
 plotting.savefig(fig, OUT / "fig_qualitative.png")
 plt.show()
-_ = io.write_json(OUT / "config.json", config)
+nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
 
 # %% [markdown]
 # ## 3 · Cost per iteration, measured here
@@ -426,17 +399,10 @@ _ = io.write_json(OUT / "config.json", config)
 # *A measurement detail.* Linux hands a new process the peak-RSS record (`getrusage`'s `ru_maxrss`)
 # of the process it was forked from, across `exec`, for one generation. Spawned directly from this
 # kernel — which holds the trained networks by now, and may have trained the runs itself — every child
-# would start with the kernel's peak and report almost no memory of its own. So the measurements are launched from a small helper Python
-# process, whose spawned children start clean.
+# would start with the kernel's peak and report almost no memory of its own. So `dehazelab.cost`
+# launches the measurements from a small helper Python process, whose spawned children start clean.
 
 # %%
-COST_SCRIPT = """
-import json, sys
-from dehazelab.train.unpaired import measure_cost
-jobs = json.load(sys.stdin)
-print(json.dumps([measure_cost(j["method"], j["cfg"], j["n_iter"], warmup=j["warmup"], method_kwargs=j["kwargs"])
-                  for j in jobs]))
-"""
 OFFICIAL_KW = {"cut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
                "fastcut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
                "cyclegan": {"ngf": 64, "n_blocks": 9, "ndf": 64}}
@@ -447,15 +413,13 @@ if perf_official:
     cost_jobs += [{"config": "official (ResNet-9, ngf 64, 128²)", "method": n, "kwargs": OFFICIAL_KW[n], "n_iter": 2,
                    "warmup": 1, "cfg": {"n_steps": 1, "n_steps_decay": 0, "crop": 128, "threads": threads,
                                         "seed": 0, "device": str(device)}} for n in METHODS]
-proc = subprocess.run([sys.executable, "-c", COST_SCRIPT], input=json.dumps(cost_jobs), capture_output=True, text=True)
-if proc.returncode != 0:
-    raise RuntimeError(f"cost measurement failed:\n{proc.stderr[-3000:]}")
+costs = measure_costs(cost_jobs)  # each in a fresh process, launched from a clean helper (dehazelab.cost)
 cost_all = pd.DataFrame([{"config": j["config"], "method": j["method"], "crop": j["cfg"]["crop"], "ngf": j["kwargs"]["ngf"],
                           "sec/iter (median)": c["sec_per_iter_median"], "sec/iter (mean)": c["sec_per_iter"],
                           "peak mem above baseline (MB)": c["peak_mem_delta_mb"], "baseline (MB)": c["baseline_mem_mb"],
                           "memory kind": c["memory_kind"], "device": c["device"], "threads": c["threads"],
                           "timed iterations": c["n_iter"]}
-                         for j, c in zip(cost_jobs, json.loads(proc.stdout.strip().splitlines()[-1]))])
+                         for j, c in zip(cost_jobs, costs)])
 io.write_table(cost_all, OUT / "cost")
 cost_df = cost_all[cost_all.config == "this notebook"].set_index("method")
 display(cost_all.round(4))
@@ -721,7 +685,7 @@ for name in METHODS:
     assert weights[name].stat().st_size <= 5 * 2**20, (name, weights[name].stat().st_size)
 
 metrics = {
-    "notebook": "02_cut_fastcut", "size": size, "data": data_used, "seeds": seeds, "steps": steps,
+    "notebook": "02_cut_fastcut", "size": size, "data": nb.data_used, "seeds": seeds, "steps": steps,
     "runs": runs.run.tolist(),
     "method_kwargs": method_kwargs, "schedule": schedule, "fid": fid_note,
     "hazy_input": hazy_ref,

@@ -77,14 +77,7 @@ real_max_images = 1  # real hazy photographs shown (skipped when the data folder
 real_max_side = 320  # real photos are resized so their longer side is at most this
 
 # %%
-params = {"size": size, "seeds": seeds, "threads": threads, "out_dir": out_dir, "steps": steps, "crop": crop,
-          "ngf": ngf, "ndf": ndf, "n_blocks": n_blocks, "num_patches": num_patches, "num_negatives": num_negatives,
-          "netF_nc": netF_nc, "decay_fraction": decay_fraction, "max_test_images": max_test_images,
-          "test_levels": test_levels, "feature_scenes": feature_scenes, "feature_side": feature_side,
-          "real_max_images": real_max_images, "real_max_side": real_max_side}  # every name of the parameters cell
-
 import math
-import platform
 import warnings
 from pathlib import Path
 
@@ -95,12 +88,12 @@ import torch
 import torch.nn.functional as F
 from IPython.display import display
 
-from dehazelab import io, paths, plotting, repro
+from dehazelab import io, paths, plotting, workbook
 from dehazelab import runs as druns
 from dehazelab import stats as dstats
 from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
 from dehazelab.data.datasets import PairedDataset, load_benchmark
-from dehazelab.data.selection import filter_pairs, scene_halves, spread
+from dehazelab.data.selection import filter_pairs
 from dehazelab.inference import export_weights, load_model
 from dehazelab.methods import build_method
 from dehazelab.methods.cddgan import CDDGAN_VARIANTS
@@ -114,57 +107,34 @@ VARIANTS = run_grids.CDDGAN_ROWS  # the ablation rows, in order: cyclegan, contr
 LABEL = {"cyclegan": "CycleGAN (backbone)", "contrastive": "+ contrastive (in-image negatives)",
          "cddgan": "+ adversarial hard negatives (CDD-GAN)", "cddgan_exemplars": "+ clear exemplars"}
 SHORT = {"cyclegan": "CycleGAN", "contrastive": "+contrastive", "cddgan": "CDD-GAN", "cddgan_exemplars": "+exemplars"}
-assert set(VARIANTS) == set(CDDGAN_VARIANTS) and set(params) == set(run_grids.notebook_defaults("03_cddgan"))
+assert set(VARIANTS) == set(CDDGAN_VARIANTS)
 
-seeds = [int(s) for s in seeds]
-assert seeds and steps >= 2 and crop % 4 == 0 and n_blocks >= 5 and feature_side % 4 == 0
+# seeds and threads, plot style, output folder, device; the grid of runs (dehazelab/runs/grids.py: one
+# spec per row and seed), the test images they are scored on, and notebook 02's unpaired split (hazy
+# images of the first half of the training scenes, one clear image per scene of the second half)
+nb = workbook.start("03_cddgan", globals())
+OUT, device, seeds, test_pairs, test_set = nb.out, nb.device, nb.seeds, nb.test_pairs, nb.test_set
+hazy_items, clear_items, tr = nb.hazy_items, nb.clear_items, nb.data_used["train"]
+assert steps >= 2 and crop % 4 == 0 and n_blocks >= 5 and feature_side % 4 == 0
 assert num_negatives % 2 == 0 and 0.0 <= decay_fraction < 1.0
-repro.seed_everything(seeds[0], threads=int(threads))
-plotting.setup()
-OUT = paths.results_dir() / (out_dir or f"{size}/03_cddgan")  # out_dir: relative to the results folder
-OUT.mkdir(parents=True, exist_ok=True)
-device = repro.pick_device("auto")
-
-# The runs of this notebook, declared once in dehazelab/runs/grids.py (the Snakefile trains the same
-# list): one spec per row and seed, its folder results/<size>/runs/<run id>/.
-GRID = run_grids.grid("03_cddgan", params, run_threads=int(threads))
+assert not {p.scene for p in hazy_items} & {p.scene for p in clear_items}
+GRID = nb.grid
 method_kwargs = {g.variant: {k: v for k, v in g.spec["method_kwargs"].items() if k != "seed"}
                  for g in GRID if g.seed == seeds[0]}
 schedule = {k: GRID[0].spec["train"][k] for k in ("n_steps", "n_steps_decay")}
-run_ids = {f"{g.variant}/seed{g.seed}": g.id for g in GRID}
-
-# The unpaired split of notebook 02 (dehazelab.data.selection.scene_halves): hazy images of the first
-# half of the training scenes, one clear image per scene of the second half, so no clear image belongs
-# to a hazy one's scene.
-train_bm = load_benchmark("sots", "train", seed=0)
-hazy_items, clear_items, hazy_scenes, clear_scenes = scene_halves(train_bm.pairs)
-assert not {p.scene for p in hazy_items} & {p.scene for p in clear_items}
-
-# The test images the runs are scored on, selected as the run specs select them: the haze levels
-# `test_levels` (SOTS only; the synthetic fallback has its own levels), then `max_test_images`
-# spread evenly over the sorted split.
+train_bm = load_benchmark("sots", "train", seed=0)  # the feature pictures of §5 use its scenes
 test_bm = load_benchmark("sots", "test", seed=0)
 has_data = paths.data_root() is not None
-all_test_pairs = filter_pairs(test_bm.pairs, levels=test_levels) if has_data else list(test_bm.pairs)
-test_pairs = spread(all_test_pairs, int(max_test_images))
-test_set = PairedDataset(test_pairs)
-data_used = {"train": {**train_bm.describe(), "hazy_scenes": hazy_scenes, "clear_scenes": clear_scenes,
-                       "n_hazy": len(hazy_items), "n_clear": len(clear_items)},
-             "test": {**test_bm.describe(), "n_pairs": len(test_pairs), "images": [p.name for p in test_pairs]}}
-versions = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-            "threads": torch.get_num_threads()}
 
 
 def write_config():
     """The resolved configuration of this notebook, written beside its results."""
-    io.write_json(OUT / "config.json", {**params, "seeds": seeds, "out_dir": out_dir or f"{size}/03_cddgan",
-                                        "method_kwargs": method_kwargs, "schedule": schedule, "data_used": data_used,
-                                        "runs_dir": str(druns.runs_dir(size)), "runs": run_ids, "versions": versions})
+    nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
 
 
-print(f"train ({train_bm.source}): {len(hazy_items)} hazy images of scenes {hazy_scenes[0]}-{hazy_scenes[-1]}, "
-      f"{len(clear_items)} clear images of scenes {clear_scenes[0]}-{clear_scenes[-1]}")
-print(f"test: {len(test_pairs)} paired images of scenes {test_bm.scenes[0]}-{test_bm.scenes[-1]}; device {device}")
+print(f"train: {len(hazy_items)} hazy images of scenes {'-'.join(tr['hazy_scenes'])}, "
+      f"{len(clear_items)} clear images of scenes {'-'.join(tr['clear_scenes'])}; test: {len(test_pairs)} pairs; "
+      f"device {device}")
 scaled = pd.DataFrame([
     ("generators G_A, G_B", "anti-aliased ResNet, 9 blocks, ngf 64 (CUT/NEGCUT)", f"ResNet, {n_blocks} blocks, ngf {ngf}"),
     ("discriminators D_A, D_B (PatchGAN) width", "64", str(ndf)),
@@ -234,7 +204,7 @@ with pd.option_context("display.max_colwidth", 200):
 
 # %%
 by_scene: dict = {}
-for p in all_test_pairs:
+for p in (filter_pairs(test_bm.pairs, levels=test_levels) if has_data else test_bm.pairs):  # every test image
     by_scene.setdefault(p.scene, []).append(p)
 feat_scenes = [s for s in sorted(by_scene) if len(by_scene[s]) > 1][: feature_scenes] or sorted(by_scene)[:1]
 demo_pairs = sorted(by_scene[feat_scenes[0]], key=lambda p: int(p.level) if p.level is not None else 0)
@@ -274,12 +244,12 @@ plt.show()
 # %%
 # Every run of the grid: read from results/<size>/runs/<run id>/ when it has finished (Snakemake
 # trains them as separate jobs before this notebook), trained here first when it is missing.
-grid_runs = druns.ensure_grid("03_cddgan", params, progress=True)
+grid_runs = nb.runs()
 tab = grid_runs.table()
 runs = tab.rename(columns={"sec_per_step": "s_per_iter", "params": "params_G_A"})
 runs["run_s"] = tab.train_s + tab.eval_s  # training and scoring of the run
 runs["params_trained"] = [sum(n for k, n in r.summary["params"].items() if not k.endswith("_ema")) for _, r in grid_runs]
-runs = runs[["variant", "seed", "psnr", "ssim", "n_test", "s_per_iter", "run_s", "params_G_A", "params_trained"]]
+runs = runs[["variant", "seed", "psnr", "ssim", "n_test", "s_per_iter", "run_s", "params_G_A", "params_trained", "run"]]
 histories = {(g.variant, g.seed): r.history for g, r in grid_runs}
 methods_seed0 = {v: grid_runs.first(v).method(device) for v in VARIANTS}
 assert list(tab.run) == [g.id for g in GRID]  # the runs declared in the setup cell (config.json)
@@ -287,7 +257,7 @@ for g, r in grid_runs:
     assert list(r.per_image.name.astype(str)) == [p.name for p in test_pairs], f"{r.id}: scored on other test images"
 for row in runs.itertuples():
     print(f"{SHORT[row.variant]:12s} seed {row.seed}: PSNR {row.psnr:.2f} SSIM {row.ssim:.4f} "
-          f"({row.s_per_iter:.3f} s/iter, run incl. evaluation {row.run_s:.0f} s; {run_ids[f'{row.variant}/seed{row.seed}']})")
+          f"({row.s_per_iter:.3f} s/iter, run incl. evaluation {row.run_s:.0f} s; {row.run})")
 io.write_table(runs, OUT / "runs_per_seed")
 total_train_s = float(runs.run_s.sum())
 print(f"all runs: {total_train_s:.0f} s (read from {druns.runs_dir(size)})")
@@ -355,7 +325,7 @@ cut_runs = None
 if (NB02 / "metrics.json").is_file():
     m02 = io.read_json(NB02 / "metrics.json")
     rows02 = [r for r in (m02.get("tables", {}).get("cut_table") or []) if r.get("method") == "CUT"]
-    same_test = (m02.get("data", {}).get("test", {}).get("images") == data_used["test"]["images"])
+    same_test = (m02.get("data", {}).get("test", {}).get("images") == nb.data_used["test"]["images"])
     if rows02:
         r = rows02[0]
         cut_ref = {"status": "read", "path": str(NB02 / "metrics.json"), "same_test_images": bool(same_test),
@@ -589,7 +559,7 @@ assert torch.allclose(negs.norm(dim=1), torch.ones(len(negs)), atol=1e-3)  # x /
 dehazers = {v: methods_seed0[v].dehazer().eval() for v in VARIANTS}
 samples = [(test_set[i]["hazy"], test_set[i]["clear"], test_pairs[i].name) for i in range(min(2, len(test_set)))]
 real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, real_max_images, real_max_side)
-data_used["real"] = [name for name, _ in real]
+nb.data_used["real"] = [name for name, _ in real]
 if not real:
     print("no real hazy photographs found (no data folder or no real-hazy/ in it): showing SOTS test images only")
 samples += [(img, None, Path(name).stem) for name, img in real]
@@ -689,9 +659,9 @@ assert weights_path.stat().st_size <= 5 * 2**20, weights_path.stat().st_size
 metrics = {
     "notebook": "03_cddgan", "size": size, "reconstruction": True,
     "paper_numbers": None, "paper_numbers_note": "CDD-GAN's tables were not reachable; no paper numbers are quoted",
-    "data": data_used, "seeds": seeds, "steps": steps, "variants": list(VARIANTS),
+    "data": nb.data_used, "seeds": seeds, "steps": steps, "variants": list(VARIANTS),
     "method_kwargs": method_kwargs, "schedule": schedule, "hazy_input": hazy_ref,
-    "cut_reference": cut_ref, "total_train_s": total_train_s, "runs_dir": str(druns.runs_dir(size)), "runs": run_ids,
+    "cut_reference": cut_ref, "total_train_s": total_train_s, "runs_dir": str(druns.runs_dir(size)), "runs": {f"{g.variant}/seed{g.seed}": g.id for g in GRID},
     "tables": {"ablation": ablation.to_dict("records"), "feature_eta2": feature_df.to_dict("records"),
                "negatives_origin": origin.to_dict("records"), "negatives_hardness": hardness,
                "assumptions": assumptions.to_dict("records")},

@@ -86,7 +86,6 @@ demo_k = 3  # bright / dark patches shown per image
 
 # %%
 import math
-import platform
 import re
 import shutil
 
@@ -102,49 +101,27 @@ from matplotlib.patches import Rectangle
 import dehazelab.losses.iicl as iicl_losses
 import dehazelab.models.iicl as iicl_models
 import dehazelab.models.prm as prm_module
-from dehazelab import io, paths, plotting, repro
+from dehazelab import io, paths, plotting, workbook
 from dehazelab import metrics as M
 from dehazelab import stats as dstats
-from dehazelab.data.datasets import PairedDataset, load_benchmark
+from dehazelab.data.datasets import load_benchmark
 from dehazelab.data.images import IMAGE_EXTS, read_image
-from dehazelab.data.selection import filter_pairs, spread
 from dehazelab.losses.iicl import extract_patches, patch_scores, select_bright_dark_patches
 from dehazelab.models.dcp import dehaze_dcp
-from dehazelab.runs import ensure_grid
 from dehazelab.runs.grids import IICL_MODEL
 from dehazelab.runs.grids import IICL_VARIANTS as VARIANTS
 
-# every name of the parameters cell: the grid of training runs (dehazelab/runs/grids.py) is built from them
-params = dict(size=size, seeds=seeds, threads=threads, out_dir=out_dir, backbones=backbones, steps=steps,
-              warmup_steps=warmup_steps, batch_size=batch_size, crop=crop, ngf=ngf, prm_width=prm_width,
-              arm_input=arm_input, lr=lr, lambda_prm=lambda_prm, beta_inter=beta_inter, beta_intra=beta_intra,
-              tau=tau, intra_patch=intra_patch, intra_k=intra_k, intra_by=intra_by, intra_layer=intra_layer,
-              max_test_images=max_test_images, test_levels=test_levels, vgg_weights=vgg_weights,
-              demo_sots_images=demo_sots_images, demo_real_images=demo_real_images, demo_patch=demo_patch,
-              demo_k=demo_k)
-seeds = [int(s) for s in seeds]
-assert crop % 4 == 0 and ngf % 2 == 0 and seeds and steps >= 1 and warmup_steps >= 0
+# seeds and threads, plot style, output folder, device; the grid of runs (dehazelab/runs/grids.py) and
+# the test images they are scored on (the haze levels test_levels, then max_test_images spread evenly
+# over the (scene, level)-sorted list, so every scene and every level appears)
+nb = workbook.start("04_iicl", globals())
+OUT, device, seeds, test_pairs, test_set = nb.out, nb.device, nb.seeds, nb.test_pairs, nb.test_set
+assert crop % 4 == 0 and ngf % 2 == 0 and steps >= 1 and warmup_steps >= 0
 assert backbones and set(backbones) <= set(iicl_models.BACKBONES), backbones
 assert arm_input in iicl_models.ARM_INPUTS and intra_by in ("dark_channel", "luminance")
 assert 2 * intra_k <= (crop // intra_patch) ** 2, "2k bright+dark patches must fit the crop's grid"
-repro.seed_everything(seeds[0], threads=threads)
-plotting.setup()
-OUT = paths.results_dir() / (out_dir or f"{size}/04_iicl")
-OUT.mkdir(parents=True, exist_ok=True)
-device = repro.pick_device("auto")
-versions = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-            "threads": torch.get_num_threads()}
-
 train_bm = load_benchmark("sots", "train", seed=0)
 test_bm = load_benchmark("sots", "test", seed=0)
-# the runs' test images (the grid's data.test): the haze levels test_levels, then max_test_images spread
-# evenly over the (scene, level)-sorted list, so every scene and every level appears. The synthetic
-# fallback (no data folder) has no SOTS levels and is only spread.
-test_pairs = test_bm.pairs if test_bm.source != "sots-indoor" else filter_pairs(test_bm.pairs, levels=test_levels)
-test_pairs = spread(test_pairs, int(max_test_images))
-data_used = {"train": train_bm.describe(), "test": {**test_bm.describe(), "n_pairs": len(test_pairs),
-                                                    "images": [p.name for p in test_pairs]}}
-test_set = PairedDataset(test_pairs)
 print(f"train: {train_bm.source}, {len(train_bm.pairs)} pairs; test: {len(test_pairs)} pairs; device {device}")
 
 FULL = (yaml.safe_load((paths.ROOT / "config" / "full.yaml").read_text())["notebooks"].get("04_iicl") or {})
@@ -423,7 +400,7 @@ display(Markdown(
 BACKBONE_LABEL = {"aecrnet": f"AECR-Net (ngf {ngf})", "aodnet": "AOD-Net"}
 NO_VGG = "— (no contrastive term)"
 
-grid_runs = ensure_grid("04_iicl", params, progress=True)  # read, or trained here when missing
+grid_runs = nb.runs()  # read, or trained here when missing
 runs = grid_runs.table()  # one row per run; variant "<backbone>/<variant>"
 runs[["backbone", "variant"]] = runs.variant.str.split("/", n=1, expand=True)
 runs = runs.rename(columns={"psnr_j0": "psnr_j0_warmup", "ssim_j0": "ssim_j0_warmup",
@@ -465,9 +442,7 @@ if any(v.startswith("random") for v in vgg_labels):
           "VGG would give, and nothing below is comparable to a run with pretrained features.")
 assumptions_df["vgg_used"] = VGG_USED
 io.write_table(assumptions_df, OUT / "assumptions")
-io.write_json(OUT / "config.json", {**params, "seeds": seeds, "out_dir": str(OUT.relative_to(paths.results_dir())),
-                                    "vgg_used": VGG_USED, "data_used": data_used, "versions": versions,
-                                    "runs_dir": f"{size}/runs", "runs": run_ids})
+nb.write_config(vgg_used=VGG_USED)
 
 
 # %% [markdown]
@@ -674,7 +649,7 @@ for bb in backbones:
 
 metrics = {
     "notebook": "04_iicl", "size": size, "reconstruction": "from the abstract only (no code, no paper text)",
-    "vgg": VGG_USED, "vgg_used": VGG_USED, "data": data_used, "seeds": seeds,
+    "vgg": VGG_USED, "vgg_used": VGG_USED, "data": nb.data_used, "seeds": seeds,
     "steps": steps, "warmup_steps": warmup_steps, "backbones": backbones,
     "table": table.to_dict("records"), "differences": diffs.to_dict("records"),
     "claims": claims_df.to_dict("records"), "patches_summary": patch_summary.to_dict("records"),

@@ -78,3 +78,15 @@ def test_claims_table_long_format():
 def test_format_estimate():
     assert S.format_estimate(0.0912, 0.671, "dB") == "+0.09 dB ± 0.67"
     assert S.format_estimate(-1.0, float("nan")) == "-1.00 (no interval)"
+
+
+def test_seed_summary_means_and_intervals_per_name_in_order():
+    runs = pd.DataFrame({"config": ["a", "a", "a", "b"], "seed": [0, 1, 2, 0],
+                         "psnr": [20.0, 21.0, 23.0, 18.0], "ssim": [0.7, 0.8, 0.9, 0.5]})
+    t = S.seed_summary(runs, "config", ["b", "a"])
+    assert list(t.config) == ["b", "a"] and list(t.seeds) == [1, 3]
+    lo, hi = st.t.interval(0.95, 2, loc=np.mean([20, 21, 23]), scale=st.sem([20, 21, 23]))
+    assert t.loc[1, "PSNR"] == pytest.approx(64 / 3) and t.loc[1, "PSNR ±95%"] == pytest.approx((hi - lo) / 2)
+    assert t.loc[1, "SSIM"] == pytest.approx(0.8) and np.isnan(t.loc[0, "PSNR ±95%"])
+    with pytest.raises(KeyError, match="'c'"):
+        S.seed_summary(runs, "config", ["c"])

@@ -23,7 +23,7 @@ from ..data.errors import DataError
 from ..data.selection import filter_pairs, scene_halves, spread
 from .spec import DATASETS, DataSet, LaunchError, RunSpec, UnpairedData, _Ctx, _expand_ids
 
-__all__ = ["Prepared", "prepare", "rank", "world_size"]
+__all__ = ["Prepared", "prepare", "rank", "test_pairs", "unpaired_train", "world_size"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,6 +223,25 @@ def _unpaired_items(ctx: _Ctx, d: UnpairedData, root: _Root) -> tuple[list, list
         info = {"split": "hazy/clear sets", "hazy": hinfo, "clear": cinfo}
     info.update(n_hazy=len(hazy), n_clear=len(clear))
     return hazy, clear, info
+
+
+def test_pairs(spec: RunSpec) -> tuple[list, dict[str, Any]]:
+    """The test pairs a run of ``spec`` is scored on and their description, selected exactly as the
+    run selects them (notebooks show pictures of the same images their runs' numbers come from)."""
+    if spec.data.test is None:
+        raise ValueError(f"{spec.source}: the run has no data.test")
+    ctx = _Ctx(spec.source, spec.overrides)
+    pairs, info = _select(ctx, "data.test", spec.data.test, _Root(ctx, spec.data.root), paired=True)
+    info["images"] = [p.name for p in pairs]
+    return pairs, info
+
+
+def unpaired_train(spec: RunSpec) -> tuple[list, list, dict[str, Any]]:
+    """``(hazy, clear, description)``: the training images of an unpaired run, split as the run splits them."""
+    if spec.kind != "unpaired":
+        raise ValueError(f"{spec.source}: a {spec.kind} run has paired training data")
+    ctx = _Ctx(spec.source, spec.overrides)
+    return _unpaired_items(ctx, spec.data.train, _Root(ctx, spec.data.root))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,106 @@
+"""What every paper notebook does before it teaches, defined once (d2l style): seed and threads, plot
+style, output folder, device, the grid of runs it reads and the test images those runs are scored on,
+and the resolved configuration written beside its results.
+
+    nb = workbook.start("01_cr_aecrnet", globals())  # the names of its parameters cell, as papermill set them
+    runs = nb.runs()                               # dehazelab.runs.ensure_grid: read, or train what is missing
+    ...
+    nb.write_config(vgg_used=...)                  # <out>/config.json
+
+The parameters are the names of the notebook's parameters cell (:func:`dehazelab.runs.grids.notebook_defaults`)
+read from the mapping given (``globals()``); a name missing from it is an error.
+"""
+
+from __future__ import annotations
+
+import platform
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Notebook", "start"]
+
+
+@dataclass
+class Notebook:
+    """One executing notebook: its parameters, where it writes, and what its runs are scored on."""
+
+    name: str
+    params: dict[str, Any]
+    seeds: list[int]
+    out: Path
+    device: Any
+    versions: dict[str, Any]
+    grid: list = field(default_factory=list)  # dehazelab.runs.grids.GridRun, in grid order
+    test_pairs: list = field(default_factory=list)
+    hazy_items: list = field(default_factory=list)  # unpaired notebooks: the runs' hazy training images
+    clear_items: list = field(default_factory=list)  # ... and their clear ones (other scenes)
+    data_used: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> str:
+        return str(self.params["size"])
+
+    @property
+    def test_set(self):
+        from .data.datasets import PairedDataset
+
+        return PairedDataset(self.test_pairs)
+
+    def runs(self, progress: bool = True):
+        """Every run of the grid (:func:`dehazelab.runs.ensure_grid`): read when finished, else trained here."""
+        from .runs import ensure_grid
+
+        return ensure_grid(self.name, self.params, progress=progress)
+
+    def write_config(self, **extra: Any) -> Path:
+        """``<out>/config.json``: the parameters, the runs' ids, the data used, versions, and ``extra``."""
+        from . import io
+        from .runs import runs_dir
+
+        cfg = {**self.params, "seeds": self.seeds, "out_dir": str(self.out), "data_used": self.data_used,
+               "runs_dir": str(runs_dir(self.size)), "runs": {f"{g.variant}/seed{g.seed}": g.id for g in self.grid},
+               "versions": self.versions, **extra}
+        io.write_json(self.out / "config.json", cfg)
+        return self.out / "config.json"
+
+
+def start(name: str, params: Mapping[str, Any]) -> Notebook:
+    """Set up notebook ``name`` from its parameters: seed python/numpy/torch with the first seed at
+    ``params["threads"]`` threads, the plot style, ``<results>/<out_dir or size/name>/``, the device
+    (CUDA when present), and — for a notebook that trains — its grid of runs and their test images."""
+    import torch
+
+    from . import paths, plotting, repro
+    from .runs.grids import GRIDS, grid, notebook_defaults
+
+    declared = notebook_defaults(name)
+    missing = [k for k in declared if k not in params]
+    if missing:
+        raise ValueError(f"{name}: parameter(s) {missing} of its parameters cell are not given")
+    params = {k: params[k] for k in declared}  # from globals(): the parameters cell's names only
+    seeds = [int(s) for s in params.get("seeds", [params.get("seed", 0)])]
+    if not seeds:
+        raise ValueError(f"{name}: seeds is empty")
+    repro.seed_everything(seeds[0], threads=int(params.get("threads", 1)))
+    plotting.setup()
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
+    out = paths.results_dir() / (params.get("out_dir") or f"{params['size']}/{name}")
+    out.mkdir(parents=True, exist_ok=True)
+    device = repro.pick_device("auto")
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+                "threads": torch.get_num_threads()}
+    nb = Notebook(name, params, seeds, out, device, versions)
+    if name in GRIDS:
+        from .launch import parse_spec
+        from .runs.build import test_pairs, unpaired_train
+
+        nb.grid = grid(name, params, run_threads=int(params.get("threads", 1)))
+        spec = parse_spec(nb.grid[0].spec, source=f"{name} grid")
+        nb.test_pairs, info = test_pairs(spec)
+        nb.data_used = {"test": info}
+        if spec.kind == "unpaired":
+            nb.hazy_items, nb.clear_items, nb.data_used["train"] = unpaired_train(spec)
+    return nb

@@ -1,0 +1,56 @@
+"""dehazelab.workbook: the set-up every paper notebook shares (on the synthetic data, no data folder)."""
+
+import json
+
+import pytest
+import torch
+
+from dehazelab import workbook
+from dehazelab.runs.grids import notebook_defaults
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEHAZELAB_RESULTS", str(tmp_path))
+    monkeypatch.setenv("DEHAZELAB_DATA", "")
+    return tmp_path
+
+
+def test_start_reads_the_parameters_cell_names_and_sets_up(offline):
+    params = {**notebook_defaults("01_cr_aecrnet"), "seeds": [3, 4], "max_test_images": 3, "unrelated": 1}
+    nb = workbook.start("01_cr_aecrnet", params)
+    assert "unrelated" not in nb.params and nb.seeds == [3, 4]
+    assert nb.out == offline / "smoke" / "01_cr_aecrnet" and nb.out.is_dir()
+    assert torch.get_num_threads() == params["threads"]
+    assert torch.initial_seed() == 3  # the first seed
+    assert len(nb.test_pairs) == 3 and len(nb.test_set) == 3
+    assert {g.seed for g in nb.grid} == {3, 4} and all(g.spec["data"]["train"] == "synthetic-train" for g in nb.grid)
+    cfg = json.loads(nb.write_config(extra_note="x").read_text())
+    assert cfg["extra_note"] == "x" and cfg["seeds"] == [3, 4]
+    assert cfg["data_used"]["test"]["images"] == [p.name for p in nb.test_pairs]
+    assert set(cfg["runs"].values()) == {g.id for g in nb.grid}
+
+
+def test_the_test_pairs_are_the_ones_the_runs_score(offline):
+    """The notebook's pictures show the images its runs' numbers come from."""
+    params = {**notebook_defaults("01_cr_aecrnet"), "steps": 1}
+    nb = workbook.start("01_cr_aecrnet", params)
+    from dehazelab.runs import ensure
+
+    g = nb.grid[0]
+    r = ensure(g.spec, offline / "runs", progress=False)
+    assert list(r.per_image["name"].astype(str)) == [p.name for p in nb.test_pairs]
+
+
+def test_unpaired_notebooks_get_the_runs_training_split(offline):
+    nb = workbook.start("02_cut_fastcut", notebook_defaults("02_cut_fastcut"))
+    tr = nb.data_used["train"]
+    assert nb.hazy_items and nb.clear_items and (tr["n_hazy"], tr["n_clear"]) == (len(nb.hazy_items), len(nb.clear_items))
+    assert not {p.scene for p in nb.hazy_items} & {getattr(c, "scene", None) for c in nb.clear_items}
+
+
+def test_a_missing_parameter_is_named(offline):
+    params = notebook_defaults("04_iicl")
+    del params["warmup_steps"]
+    with pytest.raises(ValueError, match="warmup_steps"):
+        workbook.start("04_iicl", params)
