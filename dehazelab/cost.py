@@ -16,7 +16,35 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["measure_costs"]
+__all__ = ["OFFICIAL_KWARGS", "cost_jobs", "cost_table", "measure_costs"]
+
+#: the official CUT / FastCUT / CycleGAN architecture (ResNet-9, ngf 64, ndf 64, 256 PatchNCE positions)
+OFFICIAL_KWARGS: dict[str, dict[str, int]] = {
+    "cut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
+    "fastcut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
+    "cyclegan": {"ngf": 64, "n_blocks": 9, "ndf": 64},
+}
+
+
+def cost_jobs(config: str, kwargs: Mapping[str, Mapping[str, Any]], *, crop: int, n_iter: int, warmup: int,
+              threads: int, device: str, seed: int = 0) -> list[dict[str, Any]]:
+    """One :func:`measure_costs` job per method of ``kwargs`` (``{method: method kwargs}``), labelled
+    ``config``: ``n_iter`` timed iterations after ``warmup`` ones on ``crop``² batches."""
+    cfg = {"n_steps": 1, "n_steps_decay": 0, "crop": crop, "threads": threads, "seed": seed, "device": str(device)}
+    return [{"config": config, "method": n, "kwargs": kw, "n_iter": n_iter, "warmup": warmup, "cfg": dict(cfg)}
+            for n, kw in kwargs.items()]
+
+
+def cost_table(jobs: Sequence[Mapping[str, Any]], costs: Sequence[Mapping[str, Any]]):
+    """A ``pandas.DataFrame``, one row per job and its :func:`measure_costs` result."""
+    import pandas as pd
+
+    return pd.DataFrame([{"config": j["config"], "method": j["method"], "crop": j["cfg"]["crop"],
+                          "ngf": j["kwargs"]["ngf"], "sec/iter (median)": c["sec_per_iter_median"],
+                          "sec/iter (mean)": c["sec_per_iter"], "peak mem above baseline (MB)": c["peak_mem_delta_mb"],
+                          "baseline (MB)": c["baseline_mem_mb"], "memory kind": c["memory_kind"],
+                          "device": c["device"], "threads": c["threads"], "timed iterations": c["n_iter"]}
+                         for j, c in zip(jobs, costs)])
 
 
 def measure_costs(jobs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

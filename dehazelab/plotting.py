@@ -72,3 +72,29 @@ def image_grid(rows, row_titles=None, col_titles=None, cell: float = 2.4, cmap=N
                             ha="right", va="center", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_variant_means(table, groups, variants, hazy=None, metrics=("PSNR", "SSIM"), n_seeds=None):
+    """Mean ± 95 % CI of each metric per variant, one marker series per group, side by side.
+
+    ``table`` has the columns ``"backbone"`` (the group), ``"variant"``, each metric and
+    ``"<metric> ±95%"``; ``groups`` maps a group's key to its label in the ``backbone`` column (drawn in
+    that order); ``hazy``: ``{metric: value}`` drawn as a dotted reference line (the hazy input).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.4), squeeze=False)
+    axes = axes[0]
+    xs = np.arange(len(variants))
+    for j, label in enumerate(groups.values()):
+        t = table[(table.backbone == label) & table.variant.isin(list(variants))]
+        for ax, m in zip(axes, metrics):
+            ax.errorbar(xs + 0.12 * (j - 0.5), t[m], yerr=t[f"{m} ±95%"].fillna(0), fmt="o", capsize=3, label=label)
+    for ax, m in zip(axes, metrics):
+        if hazy is not None:
+            ax.axhline(hazy[m], color="gray", ls=":", lw=0.8, label="hazy input")
+        ax.set_xticks(xs, list(variants), fontsize=8)
+        seeds = "" if n_seeds is None else f" over {n_seeds} seed(s)"
+        ax.set(ylabel=m + (" (dB)" if m == "PSNR" else ""), title=f"{m}, mean ± 95% CI{seeds}")
+        ax.legend(fontsize=7)
+    return fig

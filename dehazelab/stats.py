@@ -184,3 +184,20 @@ def format_estimate(estimate: float, ci95: float, unit: str = "", digits: int = 
 
 
 __all__.append("format_estimate")
+
+
+def ordering_verdict(d_ge: float, h_ge: float, d_gt: float, h_gt: float, what_gt: str = "") -> str:
+    """Verdict on an ordering claim ``A ≥ B > C`` from two paired differences: ``d_ge = A − B`` and
+    ``d_gt = B − C`` with their 95 % half-widths. ``A ≥ B`` is refuted only by ``A`` significantly below
+    ``B``; ``B > C`` needs its interval above 0. One seed (``h_ge`` NaN) is "undetermined (one seed)";
+    ``what_gt`` names ``B > C`` in the "not shown" verdict (e.g. ``"1:1 > r:1"``)."""
+    if np.isnan(h_ge):
+        return "undetermined (one seed)"
+    if d_ge < -h_ge or d_gt < -h_gt:
+        return "not held (the opposite, beyond seed noise)"
+    if d_gt > h_gt:
+        return "held"
+    return f"not shown at this size ({what_gt} within seed noise)"
+
+
+__all__.append("ordering_verdict")

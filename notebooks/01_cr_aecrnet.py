@@ -59,8 +59,6 @@ tables = ["table1", "table2", "table4"]  # which experiments to run
 perf_full_step = False  # time one AECR-Net step at ngf 64, 240x240, batch 16 (about a minute on CPU)
 
 # %%
-import shutil
-import time
 import warnings
 
 import matplotlib.pyplot as plt
@@ -70,8 +68,7 @@ import torch
 from IPython.display import display
 
 from dehazelab import io, papers, paths, plotting, repro, workbook
-from dehazelab import metrics as M
-from dehazelab import stats as dstats
+from dehazelab import stats as dstats, tables as T
 from dehazelab.data.datasets import load_benchmark
 from dehazelab.data.images import read_image
 from dehazelab.losses.cr import ContrastiveRegularization, CRLoss
@@ -79,6 +76,7 @@ from dehazelab.models import build
 from dehazelab.models.dcp import dehaze_dcp
 from dehazelab.models.vgg import vgg19_features
 
+# %%
 # seeds and threads, plot style, output folder, device; the grid of runs (dehazelab/runs/grids.py) and
 # the test images they are scored on (the levels asked for, spread evenly: dehazelab.data.selection)
 nb = workbook.start("01_cr_aecrnet", globals())
@@ -86,16 +84,21 @@ OUT, device, seeds, test_pairs, test_set = nb.out, nb.device, nb.seeds, nb.test_
 assert crop % 4 == 0 and ngf % 2 == 0 and set(tables) <= {"table1", "table2", "table4"}
 train_bm = load_benchmark("sots", "train", seed=0)
 print(f"train: {train_bm.source}, {len(train_bm.pairs)} pairs; test: {len(test_pairs)} pairs; device {device}")
-display(pd.DataFrame([
+
+# %% [markdown]
+# Every setting of this run beside the paper's:
+
+# %%
+display(T.settings_table([
     ("training data", "RESIDE ITS, 13,990 pairs", f"{train_bm.source}: {len(train_bm.pairs)} pairs (scenes 1400-1429)"),
     ("test data", "SOTS-indoor, 500 pairs", f"{len(test_pairs)} pairs of the unseen scenes 1430-1439, full resolution"),
-    ("AECR-Net width ngf", "64 (2.61 M parameters)", str(ngf)),
-    ("training crop", "240", str(crop)),
-    ("batch", "16", str(batch_size)),
-    ("steps", "500,000", str(steps)),
+    ("AECR-Net width ngf", "64 (2.61 M parameters)", ngf),
+    ("training crop", "240", crop),
+    ("batch", "16", batch_size),
+    ("steps", "500,000", steps),
     ("learning rate (Adam, cosine)", "2e-4", f"{lr:g}"),
-    ("seeds", "1 (not stated)", str(len(seeds))),
-], columns=["setting", "paper", "this run"]))
+    ("seeds", "1 (not stated)", len(seeds)),
+]))
 
 # %% [markdown]
 # CR's distances are computed in the feature space of an ImageNet VGG-19. torchvision downloads it on
@@ -141,6 +144,11 @@ s_ = min(160, hazy_d.shape[-2], hazy_d.shape[-1]) // 4 * 4  # a centred window, 
 y_, x_ = (hazy_d.shape[-2] - s_) // 2, (hazy_d.shape[-1] - s_) // 2
 hazy_d, clear_d = hazy_d[..., y_:y_ + s_, x_:x_ + s_], clear_d[..., y_:y_ + s_, x_:x_ + s_]
 anchor_d = torch.from_numpy(dehaze_dcp(hazy_d[0].permute(1, 2, 0).numpy())[0].transpose(2, 0, 1).copy())[None]
+
+# %% [markdown]
+# Each image and the channel-mean of its |features| at relu1_1 … relu5_1:
+
+# %%
 with torch.no_grad():
     feats = {name: cr_demo.features(x) for name, x in
              (("anchor  phi(I) (DCP)", anchor_d), ("positive  J", clear_d), ("negative  I", hazy_d))}
@@ -150,6 +158,12 @@ fig = plotting.image_grid(rows, row_titles=list(feats),
                           col_titles=["image", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"], cmap="magma")
 plotting.savefig(fig, OUT / "fig_cr_features.png")
 plt.show()
+
+# %% [markdown]
+# The per-layer distances of the anchor to the positive (numerator) and to the negative (denominator),
+# and their ratio — the terms CR sums with the weights $w_i$:
+
+# %%
 with torch.no_grad():
     dist = cr_demo.layer_distances(anchor_d, clear_d, hazy_d)
 dist_df = pd.DataFrame({"layer": ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"], "w": cr_demo.weights,
@@ -227,20 +241,17 @@ for _, row in runs.iterrows():
 # from the hazy one.
 
 # %%
+panels = [  # (title, logged term, rows whose seed-0 history is drawn)
+    ("CR term: sum of w_i * D(a,p)/D(a,n)", "loss_cr", ("+ CR (1:1)", "1:r", "r:1", "r:r")),
+    ("positive-only term: sum of w_i * D(a,p)", "loss_cr", ("+ CR positive-only",)),
+    ("L1 term", "loss_l1", ("AOD-Net", "+ mixup", "+ CR (1:1)")),
+]
 fig, ax = plt.subplots(1, 3, figsize=(14, 3.2))
-for name in [n for n in ("+ CR (1:1)", "1:r", "r:1", "r:r") if n in NEEDED]:
-    h = histories[(name, seeds[0])]
-    ax[0].plot(h["step"], h["loss_cr"], label=name)
-if "+ CR positive-only" in NEEDED:
-    h = histories[("+ CR positive-only", seeds[0])]
-    ax[1].plot(h["step"], h["loss_cr"], label="+ CR positive-only")
-for name in [n for n in ("AOD-Net", "+ mixup", "+ CR (1:1)") if n in NEEDED]:
-    h = histories[(name, seeds[0])]
-    ax[2].plot(h["step"], h["loss_l1"], label=name)
-ax[0].set(title="CR term: sum of w_i * D(a,p)/D(a,n)", xlabel="step")
-ax[1].set(title="positive-only term: sum of w_i * D(a,p)", xlabel="step")
-ax[2].set(title="L1 term", xlabel="step")
-for a in ax:
+for a, (title, term, names) in zip(ax, panels):
+    for name in [n for n in names if n in NEEDED]:
+        h = histories[(name, seeds[0])]
+        a.plot(h["step"], h[term], label=name)
+    a.set(title=title, xlabel="step")
     if a.lines:
         a.legend(fontsize=8)
 plotting.savefig(fig, OUT / "fig_cr_during_training.png")
@@ -251,43 +262,49 @@ plt.show()
 # Means over seeds with a 95 % Student-t interval (± half-width; empty with one seed).
 
 # %%
-def summarise(df, names):
-    """Mean ± 95 % half-width over seeds per row (dehazelab.stats), with the row's size, speed and VGG."""
-    t = dstats.seed_summary(df, "config", names).rename(columns={"config": "row"})
-    first = df.groupby("config").first()
-    t["#params"] = [int(first.loc[n, "params"]) for n in names]
-    t["s/step"] = [df[df.config == n].s_per_step.mean() for n in names]
-    t["VGG-19 of CR"] = [vgg_used if USES_CR[n] else "— (no CR)" for n in names]
-    return t
+tables_out = {}  # name -> table, kept for metrics.json
 
 
-# DCP on the same test images (no training; see notebook 00)
-dcp_scores = [(M.psnr(dehaze_dcp(it["hazy"].permute(1, 2, 0).numpy())[0], it["clear"].permute(1, 2, 0).numpy()),
-               M.ssim(dehaze_dcp(it["hazy"].permute(1, 2, 0).numpy())[0], it["clear"].permute(1, 2, 0).numpy()))
-              for it in (test_set[i] for i in range(len(test_set)))]
-_t1 = papers.quoted("cr-table1")  # CR paper Table 1, quoted (dehazelab/papers.json; docs/methods.md §1.8)
+def seed_table(names):
+    """Our rows (``dehazelab.tables.seed_table``): mean ± 95 % over seeds, #params, s/step, the VGG-19 of CR."""
+    return T.seed_table(runs, names, uses_cr=USES_CR, vgg_used=vgg_used)
+
+
+# %% [markdown]
+# **Table 1.** DCP (untrained, on the same test images; see notebook 00), AOD-Net and AECR-Net, beside
+# the paper's quoted numbers (`dehazelab/papers.json`; docs/methods.md §1.8).
+
+# %%
+_t1 = papers.quoted("cr-table1")
 PAPER_T1 = {r: (_t1[r]["SOTS-indoor PSNR"], _t1[r]["SOTS-indoor SSIM"], _t1[r]["#params"])
             for r in ("DCP", "AOD-Net", "AECR-Net")}
-tables_out = {}
 if "table1" in tables:
-    t1 = summarise(runs, ["AOD-Net", "+ CR (1:1)"]).replace({"row": {"+ CR (1:1)": "AECR-Net"}})
-    t1 = pd.concat([pd.DataFrame([{"row": "DCP", "seeds": 0, "PSNR": np.mean([s[0] for s in dcp_scores]),
-                                   "SSIM": np.mean([s[1] for s in dcp_scores]), "#params": 0,
-                                   "VGG-19 of CR": "— (no CR)"}]), t1], ignore_index=True)
-    t1["paper PSNR (quoted)"] = [PAPER_T1[r][0] for r in t1.row]
-    t1["paper SSIM (quoted)"] = [PAPER_T1[r][1] for r in t1.row]
-    t1["paper #params (quoted)"] = [PAPER_T1[r][2] for r in t1.row]
+    dcp_row = T.baseline_row("DCP", lambda im: dehaze_dcp(im)[0], test_set, **{"#params": 0, "VGG-19 of CR": T.NO_CR})
+    t1 = seed_table(["AOD-Net", "+ CR (1:1)"]).replace({"row": {"+ CR (1:1)": "AECR-Net"}})
+    t1 = T.add_quoted(pd.concat([pd.DataFrame([dcp_row]), t1], ignore_index=True), _t1, {
+        "paper PSNR (quoted)": "SOTS-indoor PSNR", "paper SSIM (quoted)": "SOTS-indoor SSIM",
+        "paper #params (quoted)": "#params"})
     t1.insert(1, "our data", f"{train_bm.source}: {len(train_bm.pairs)} train / {len(test_pairs)} test pairs")
     io.write_table(t1, OUT / "table1")
     tables_out["table1"] = t1
     display(t1.round(4))
+
+# %% [markdown]
+# **Table 2.** The ablation: the base autoencoder, then DFE, mixup, CR with positives only, full CR.
+
+# %%
 if "table2" in tables:
-    t2 = summarise(runs, ["base AE", "+ DFE", "+ mixup", "+ CR positive-only", "+ CR (1:1)"])
+    t2 = seed_table(["base AE", "+ DFE", "+ mixup", "+ CR positive-only", "+ CR (1:1)"])
     io.write_table(t2, OUT / "table2_ablation")
     tables_out["table2"] = t2
     display(t2.round(4))
+
+# %% [markdown]
+# **Table 4.** The number of positives and negatives per sample in CR.
+
+# %%
 if "table4" in tables:
-    t4 = summarise(runs, ["+ CR (1:1)", "1:r", "r:1", "r:r"]).replace({"row": {"+ CR (1:1)": "1:1"}})
+    t4 = seed_table(["+ CR (1:1)", "1:r", "r:1", "r:r"]).replace({"row": {"+ CR (1:1)": "1:1"}})
     t4.insert(1, "positives:negatives", ["1:1", f"1:{1 + r}", f"{1 + r}:1", f"{1 + r}:{1 + r}"])
     io.write_table(t4, OUT / "table4_rates")
     tables_out["table4"] = t4
@@ -319,7 +336,8 @@ if "table1" in tables:
 # %% [markdown]
 # ### Qualitative grid
 # SOTS test images (with ground truth) and real hazy photographs (without), dehazed by DCP and by
-# the seed-0 networks.
+# the seed-0 networks. The images: two SOTS test pairs, and two of Fattal's real hazy photographs when
+# the data folder has them.
 
 # %%
 shown = [n for n in ("AOD-Net", "+ mixup", "+ CR (1:1)") if n in models_seed0]
@@ -331,6 +349,12 @@ if root is not None and (root / "real-hazy" / "fattal").is_dir():
             img = read_image(root / "real-hazy" / "fattal" / fn)
             hh, ww = (img.shape[0] // 4) * 4, (img.shape[1] // 4) * 4
             samples.append((torch.from_numpy(img[:hh, :ww].transpose(2, 0, 1).copy()), None))
+
+# %% [markdown]
+# One row per image, cropped to a multiple of 4 (AECR-Net's encoder halves it twice): hazy, DCP, the
+# networks, ground truth.
+
+# %%
 grid = []
 with torch.no_grad():
     for hz, cl in samples:
@@ -340,7 +364,8 @@ with torch.no_grad():
         row += [models_seed0[n](hz[None]).clamp(0, 1)[0] for n in shown]
         row.append(cl[..., :hh, :ww] if cl is not None else None)
         grid.append(row)
-fig = plotting.image_grid(grid, col_titles=["hazy", "DCP"] + [("AECR-Net L1" if n == "+ mixup" else "AECR-Net L1+CR" if n == "+ CR (1:1)" else n) for n in shown] + ["ground truth"])
+titles = {"+ mixup": "AECR-Net L1", "+ CR (1:1)": "AECR-Net L1+CR"}
+fig = plotting.image_grid(grid, col_titles=["hazy", "DCP"] + [titles.get(n, n) for n in shown] + ["ground truth"])
 plotting.savefig(fig, OUT / "fig_qualitative.png")
 plt.show()
 
@@ -352,41 +377,31 @@ plt.show()
 # beyond seed noise.
 
 # %%
-def compare(a, b):
-    """Mean PSNR(a) − PSNR(b) over seeds, paired, with a 95 % t half-width (dehazelab.stats)."""
-    return dstats.paired_difference(runs, "config", a, b, "psnr")  # (mean, half-width, paired seeds)
-
-
-verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
-long = dstats.ClaimsTable(paper="CR / AECR-Net (CVPR'21)", notebook="01_cr_aecrnet")
-claims = []
+long = dstats.ClaimsTable(paper="CR / AECR-Net (CVPR'21)", notebook="01_cr_aecrnet")  # read by notebook 90
+claims = T.ClaimRows(runs, long)  # a verdict per paired PSNR difference (dehazelab.stats.verdict)
 if {"+ mixup", "+ CR (1:1)"} <= NEEDED:
-    d, h, n = compare("+ CR (1:1)", "+ mixup")
-    claims.append(("CR improves over L1", "Table 2: +CR over the L1-trained AECR-Net", f"{d:+.2f} dB ± {h:.2f}", verdict(d, h)))
-    long.add(claims[-1][0], claims[-1][1], "+ CR (1:1) − + mixup (L1 only)", "PSNR", "dB", d, h, n)
+    claims.add_pair("CR improves over L1", "Table 2: +CR over the L1-trained AECR-Net",
+                    "+ CR (1:1)", "+ mixup", comparison="+ CR (1:1) − + mixup (L1 only)")
 if {"+ CR positive-only", "+ CR (1:1)"} <= NEEDED:
-    d, h, n = compare("+ CR (1:1)", "+ CR positive-only")
-    claims.append(("negatives help over positive-only", "Table 2: CR vs positive-only", f"{d:+.2f} dB ± {h:.2f}", verdict(d, h)))
-    long.add(claims[-1][0], claims[-1][1], "+ CR (1:1) − + CR positive-only", "PSNR", "dB", d, h, n)
+    claims.add_pair("negatives help over positive-only", "Table 2: CR vs positive-only",
+                    "+ CR (1:1)", "+ CR positive-only", comparison="+ CR (1:1) − + CR positive-only")
+
+# %% [markdown]
+# Table 4's claim is an ordering, 1:r ≥ 1:1 > r:1: the first part is refuted only by 1:r significantly
+# below 1:1, the second needs its interval above 0 (`dehazelab.stats.ordering_verdict`). Each part is
+# also its own row of the long table, with the verdict on that part.
+
+# %%
 if {"1:r", "+ CR (1:1)", "r:1"} <= NEEDED:
-    d1, h1, n = compare("1:r", "+ CR (1:1)")
-    d2, h2, _ = compare("+ CR (1:1)", "r:1")
-    # 1:r ≥ 1:1 is refuted only by 1:r significantly below 1:1; 1:1 > r:1 needs the interval above 0
-    if np.isnan(h1):
-        v = "undetermined (one seed)"
-    elif d1 < -h1 or d2 < -h2:
-        v = "not held (the opposite, beyond seed noise)"
-    elif d2 > h2:
-        v = "held"
-    else:
-        v = "not shown at this size (1:1 > r:1 within seed noise)"
-    claims.append(("1:r ≥ 1:1 > r:1", "Table 4: more negatives help, more positives do not",
-                   f"1:r−1:1 {d1:+.2f} ± {h1:.2f}; 1:1−r:1 {d2:+.2f} ± {h2:.2f}", v))
-    # the ordering claim has two parts; each is its own row of the long table (verdict on the part)
+    (d1, h1, n), (d2, h2, _) = claims.compare("1:r", "+ CR (1:1)"), claims.compare("+ CR (1:1)", "r:1")
+    claims.add_row("1:r ≥ 1:1 > r:1", "Table 4: more negatives help, more positives do not",
+                   f"1:r−1:1 {d1:+.2f} ± {h1:.2f}; 1:1−r:1 {d2:+.2f} ± {h2:.2f}",
+                   dstats.ordering_verdict(d1, h1, d2, h2, what_gt="1:1 > r:1"))
     long.add("1:r > 1:1 (more negatives help)", "Table 4", "1:r − 1:1", "PSNR", "dB", d1, h1, n)
     long.add("1:1 > r:1 (more positives do not help)", "Table 4", "1:1 − r:1", "PSNR", "dB", d2, h2, n)
-claims_df = pd.DataFrame(claims, columns=["claim", "paper's evidence", "ours (PSNR difference, 95% CI)", "at this size"])
-claims_df["VGG-19 of CR"] = vgg_used
+
+# %%
+claims_df = claims.frame(**{"VGG-19 of CR": vgg_used})
 io.write_table(claims_df, OUT / "claims")
 claims_long = long.frame().assign(setting=f"VGG-19 of CR: {vgg_used}")
 io.write_table(claims_long, OUT / "claims_long")  # read by notebook 90
@@ -401,58 +416,44 @@ display(claims_df)
 # the convolution kernels, and a matmul-only peak made a convolution network look above 100 %).
 # This is why the small size is small.
 
+# %% [markdown]
+# One step is an AECR-Net of width `ngf_` trained on `bs` random `crop_`² images with L1 + CR at the
+# paper's learning rate. `dehazelab.tables.time_step` counts its FLOPs with torch's `FlopCounterMode`
+# at batch 1 and 2 and extrapolates linearly to `bs` (every layer's cost, FastDeconv's covariance
+# included, is linear in the batch), so that the paper-size step is not run a second time under the
+# counter; for the notebook's own step the extrapolation is checked against a direct count.
+
 # %%
-from torch.utils.flop_counter import FlopCounterMode
-
-from dehazelab.perf import fp32_peak
-
-
 def step_cost(ngf_, crop_, bs, warmup=True):
-    """Seconds of one timed training step and its FLOPs.
-
-    FLOPs are counted by torch's FlopCounterMode at batch 1 and 2 and extrapolated linearly to
-    ``bs`` (every layer's cost, FastDeconv's covariance included, is linear in the batch), so that
-    the paper-size step is not run a second time under the counter; for the notebook's own step the
-    extrapolation is checked against a direct count.
-    """
+    """Seconds of one timed training step (L1 + CR) and its FLOPs (``dehazelab.tables.time_step``)."""
     repro.seed_everything(0, threads=threads)
-    model = build("aecrnet", ngf=ngf_)
-    crit = CRLoss(cr=ContrastiveRegularization(vgg=VGG), beta=beta)
+    model, crit = build("aecrnet", ngf=ngf_), CRLoss(cr=ContrastiveRegularization(vgg=VGG), beta=beta)
     opt = torch.optim.Adam(model.parameters(), 2e-4)
     x, y = torch.rand(bs, 3, crop_, crop_), torch.rand(bs, 3, crop_, crop_)
 
-    def one(b):
+    def one(b):  # one optimiser step on the first b samples
         opt.zero_grad()
         loss, _ = crit(model(x[:b]), y[:b], x[:b])
         loss.backward()
         opt.step()
 
-    counts = {}
-    for b in sorted({1, 2, bs} if bs <= 4 else {1, 2}):
-        with FlopCounterMode(display=False) as fc:
-            one(b)
-        counts[b] = fc.get_total_flops()
-    flops = counts[1] + (bs - 1) * (counts[2] - counts[1])
-    if bs in counts:
-        assert abs(flops - counts[bs]) <= 0.01 * counts[bs], (flops, counts)
-    if warmup:
-        one(bs)
-    t0 = time.perf_counter()
-    one(bs)
-    return time.perf_counter() - t0, flops
+    return T.time_step(one, bs, warmup=warmup)
 
+
+# %% [markdown]
+# The steps timed, and the table of their cost:
+
+# %%
+from dehazelab.perf import fp32_peak
 
 fp32 = fp32_peak()
 peak = fp32["peak"]
-perf = []
 configs_perf = [("this notebook's training step", ngf, crop, batch_size)]
 if perf_full_step:
     configs_perf.append(("paper config (ngf 64, 240², batch 16)", 64, 240, 16))
-for label, g_, c_, b_ in configs_perf:
-    s, fl = step_cost(g_, c_, b_, warmup=b_ <= 4)  # a paper-size step (about a minute) is timed once, cold
-    perf.append({"step": label, "s/step": s, "GFLOP/step": fl / 1e9, "GFLOP/s": fl / 1e9 / s,
-                 "utilisation of fp32 peak": fl / s / peak})
-perf_df = pd.DataFrame(perf)
+# a paper-size step (about a minute) is timed once, cold
+perf_df = pd.DataFrame([T.performance_row(label, *step_cost(g_, c_, b_, warmup=b_ <= 4), peak)
+                        for label, g_, c_, b_ in configs_perf])
 print(f"measured fp32 peak on {torch.get_num_threads()} thread(s): {peak / 1e9:.1f} GFLOP/s "
       f"(2048² matmul {fp32['mm'] / 1e9:.1f}, 3×3 conv {fp32['conv3x3'] / 1e9:.1f})")
 io.write_table(perf_df, OUT / "performance")
@@ -465,11 +466,17 @@ display(perf_df.round(3))
 # rebuilds the network from the file alone.
 
 # %%
+import shutil
+
 if "+ CR (1:1)" in models_seed0:
     shutil.copyfile(run_grid.first("+ CR (1:1)").weights_file, OUT / f"aecrnet_{size}.pt")
 if "AOD-Net" in models_seed0:
     shutil.copyfile(run_grid.first("AOD-Net").weights_file, OUT / f"aodnet_{size}.pt")
 
+# %% [markdown]
+# Every number above in one `metrics.json`, and the check that every run was scored on every test image.
+
+# %%
 metrics = {
     "notebook": "01_cr_aecrnet", "size": size, "vgg": vgg_used, "data": nb.data_used,
     "seeds": seeds, "steps": steps, "runs": runs.run.tolist(),

@@ -68,7 +68,6 @@ inception_weights = "auto"  # FID: "auto" (hub cache, else download), a path to 
 
 # %%
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -80,16 +79,16 @@ import torch
 from IPython.display import display
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-from torch.utils.flop_counter import FlopCounterMode
 
-from dehazelab import io, papers, paths, plotting, repro, workbook
-from dehazelab.cost import measure_costs
+from dehazelab import io, papers, paths, plotting, workbook
+from dehazelab.cost import OFFICIAL_KWARGS, cost_jobs, cost_table, measure_costs
 from dehazelab import stats as dstats
 from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
 from dehazelab.fid import FIDScorer
 from dehazelab.inference import export_weights, load_model
 from dehazelab.losses.patchnce import patchnce_loss
 from dehazelab.methods import build_method
+from dehazelab.perf import fp32_peak, official_order_note, official_order_table, performance_table
 from dehazelab.models.projection_head import l2_normalize
 from dehazelab.models.resnet_generator import to_pm1
 from dehazelab.runs import runs_dir
@@ -100,6 +99,11 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in
 METHODS = ("cut", "fastcut", "cyclegan")
 LABEL = {"cut": "CUT", "fastcut": "FastCUT", "cyclegan": "CycleGAN"}
 
+# %% [markdown]
+# The set-up: seeds and threads, plot style, output folder and device (`dehazelab.workbook.start`),
+# and the unpaired training split — no scene appears on both sides.
+
+# %%
 # seeds and threads, plot style, output folder, device; the grid of runs (dehazelab/runs/grids.py), the
 # test images they are scored on, and their unpaired training split (dehazelab.data.selection.scene_halves:
 # hazy images of the first half of the training scenes, one clear image per scene of the second half)
@@ -111,6 +115,11 @@ assert not {p.scene for p in hazy_items} & {p.scene for p in clear_items}
 print(f"train: {len(hazy_items)} hazy images of scenes {'-'.join(tr['hazy_scenes'])}, "
       f"{len(clear_items)} clear images of scenes {'-'.join(tr['clear_scenes'])}; test: {len(test_pairs)} pairs; "
       f"device {device}")
+
+# %% [markdown]
+# Every setting this run scales down, beside the official one:
+
+# %%
 scaled = pd.DataFrame([
     ("generator", "ResNet, 9 blocks, ngf 64", f"ResNet, {n_blocks} blocks, ngf {ngf}"),
     ("discriminator (PatchGAN) width ndf", "64", str(ndf)),
@@ -251,13 +260,22 @@ methods_seed0 = {name: run_grid.first(name).method(device) for name in METHODS}
 first = [g for g, _ in run_grid if g.keep]
 method_kwargs = {g.variant: {k: v for k, v in g.spec["method_kwargs"].items() if k != "seed"} for g in first}
 schedule = {g.variant: {k: g.spec["train"][k] for k in ("n_steps", "n_steps_decay")} for g in first}
+
+# %% [markdown]
+# Each run's scores and training speed (written to `runs_per_seed`):
+
+# %%
 for _, row in runs.iterrows():
     print(f"{LABEL[row.method]:8s} seed {row.seed}: PSNR {row.psnr:.2f} SSIM {row.ssim:.4f} "
           f"({row.s_per_iter:.3f} s/iter, training {row.train_s:.0f} s)  {row.run}")
 io.write_table(runs, OUT / "runs_per_seed")
 nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
 
-# the hazy input itself, scored the same way: the "do nothing" reference
+# %% [markdown]
+# The hazy input itself, scored the same way, is the "do nothing" reference; the checks below make
+# sure every run was scored on exactly the test images this notebook shows.
+
+# %%
 hazy_ref = evaluate(torch.nn.Identity(), test_set, device)
 print(f"hazy input (no dehazing): PSNR {hazy_ref['psnr']:.2f} SSIM {hazy_ref['ssim']:.4f}")
 assert np.isfinite(runs.psnr).all() and (runs.n_test == len(test_pairs)).all()
@@ -329,6 +347,11 @@ def query_maps(method, x):
     return (out[0] + 1) / 2, maps
 
 
+# %% [markdown]
+# The maps of the same seed's CUT networks before and after training (written to
+# `fig_patchnce_similarity.png`, and as numbers to `patchnce_similarity`):
+
+# %%
 trained_cut = methods_seed0["cut"]
 init_cut = build_method("cut", seed=s0, **method_kwargs["cut"])  # the same seed's initial weights
 rows = [("before training", *query_maps(init_cut, demo_hazy)), ("after training", *query_maps(trained_cut, demo_hazy))]
@@ -403,27 +426,18 @@ nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
 # launches the measurements from a small helper Python process, whose spawned children start clean.
 
 # %%
-OFFICIAL_KW = {"cut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
-               "fastcut": {"ngf": 64, "n_blocks": 9, "ndf": 64, "num_patches": 256},
-               "cyclegan": {"ngf": 64, "n_blocks": 9, "ndf": 64}}
-cost_jobs = [{"config": "this notebook", "method": n, "kwargs": method_kwargs[n], "n_iter": cost_iters,
-              "warmup": 2, "cfg": {"n_steps": 1, "n_steps_decay": 0, "crop": crop, "threads": threads,
-                                   "seed": 0, "device": str(device)}} for n in METHODS]
+OFFICIAL_KW = OFFICIAL_KWARGS  # ResNet-9, ngf 64, ndf 64, 256 patches (dehazelab.cost)
+jobs = cost_jobs("this notebook", method_kwargs, crop=crop, n_iter=cost_iters, warmup=2, threads=threads,
+                 device=device)
 if perf_official:
-    cost_jobs += [{"config": "official (ResNet-9, ngf 64, 128²)", "method": n, "kwargs": OFFICIAL_KW[n], "n_iter": 2,
-                   "warmup": 1, "cfg": {"n_steps": 1, "n_steps_decay": 0, "crop": 128, "threads": threads,
-                                        "seed": 0, "device": str(device)}} for n in METHODS]
-costs = measure_costs(cost_jobs)  # each in a fresh process, launched from a clean helper (dehazelab.cost)
-cost_all = pd.DataFrame([{"config": j["config"], "method": j["method"], "crop": j["cfg"]["crop"], "ngf": j["kwargs"]["ngf"],
-                          "sec/iter (median)": c["sec_per_iter_median"], "sec/iter (mean)": c["sec_per_iter"],
-                          "peak mem above baseline (MB)": c["peak_mem_delta_mb"], "baseline (MB)": c["baseline_mem_mb"],
-                          "memory kind": c["memory_kind"], "device": c["device"], "threads": c["threads"],
-                          "timed iterations": c["n_iter"]}
-                         for j, c in zip(cost_jobs, costs)])
+    jobs += cost_jobs("official (ResNet-9, ngf 64, 128²)", OFFICIAL_KW, crop=128, n_iter=2, warmup=1,
+                      threads=threads, device=device)
+costs = measure_costs(jobs)  # each in a fresh process, launched from a clean helper (dehazelab.cost)
+cost_all = cost_table(jobs, costs)
 io.write_table(cost_all, OUT / "cost")
 cost_df = cost_all[cost_all.config == "this notebook"].set_index("method")
 display(cost_all.round(4))
-assert (cost_all["sec/iter (median)"] > 0).all() and len(cost_all) == len(cost_jobs)
+assert (cost_all["sec/iter (median)"] > 0).all() and len(cost_all) == len(jobs)
 
 # %% [markdown]
 # ## 4 · CUT Table 1, the columns we can measure
@@ -444,10 +458,12 @@ Q_TIME = f"{PAPER_T1['cut']['sec/iter']:.2f} vs {PAPER_T1['cyclegan']['sec/iter'
 Q_MEM = f"{PAPER_T1['cut']['Mem GB']:.2f} vs {PAPER_T1['cyclegan']['Mem GB']:.2f} GB"
 Q_FAST = f"{PAPER_T1['fastcut']['sec/iter']:.2f} vs {PAPER_T1['cut']['sec/iter']:.2f} s/iter"
 
+# %% [markdown]
+# Our rows: the mean over seeds of each method's quality and training speed, its cost from §3, and the
+# paper's quoted columns beside them; the hazy input closes the table.
 
+# %%
 mean_ci = dstats.mean_ci  # (mean, 95 % Student-t half-width); dehazelab.stats
-
-
 table = []
 for name in METHODS:
     g_ = runs[runs.method == name]
@@ -517,73 +533,28 @@ display(cut_table.round(4))
 # against ours (variant `fast`) in this process, interleaved, from the same weights and data.
 
 # %%
-import importlib.util
-
-from dehazelab.perf import fp32_peak
-
-
-def iteration_flops(name, crop_, kwargs):
-    """FLOPs of one train_step of a freshly built method on a random batch."""
-    repro.seed_everything(0, threads=threads)
-    m = build_method(name, **kwargs).to(device).train()
-    batch = {k: torch.rand(1, 3, crop_, crop_) for k in ("hazy", "clear")}
-    with FlopCounterMode(display=False) as fc:
-        m.train_step(batch, 0)
-    return fc.get_total_flops()
-
-
-fp32 = fp32_peak()
+fp32 = fp32_peak()  # {"mm", "conv3x3", "peak"} in FLOP/s
 peak = fp32["peak"]
-perf = []
-for _, r in cost_all.iterrows():
-    kw = method_kwargs[r.method] if r.config == "this notebook" else OFFICIAL_KW[r.method]
-    fl = iteration_flops(r.method, int(r.crop), kw)
-    sec = float(r["sec/iter (median)"])
-    perf.append({"config": r.config, "method": LABEL[r.method], "crop": int(r.crop), "ngf": int(r.ngf), "s/iter": sec,
-                 "peak mem MB": r["peak mem above baseline (MB)"], "GFLOP/iter": fl / 1e9, "GFLOP/s": fl / 1e9 / sec,
-                 "utilisation of fp32 peak": fl / sec / peak})
-perf_df = pd.DataFrame(perf)
+perf_df = performance_table(cost_all, {"this notebook": method_kwargs, "official (ResNet-9, ngf 64, 128²)": OFFICIAL_KW},
+                            peak, LABEL, device=device, threads=threads)
 io.write_table(perf_df, OUT / "performance")
 print(f"measured fp32 peak on {torch.get_num_threads()} thread(s): {peak / 1e9:.1f} GFLOP/s "
       f"(2048² matmul {fp32['mm'] / 1e9:.1f}, 3×3 conv {fp32['conv3x3'] / 1e9:.1f})")
 display(perf_df.round(3))
 assert (perf_df["GFLOP/iter"] > 0).all() and (perf_df["s/iter"] > 0).all()
 
+# %% [markdown]
+# With `perf_official=True`: the official order of work against ours, one CUT iteration at the
+# official configuration (`dehazelab.perf.official_order_table`, written to `performance_official_order`).
+
+# %%
 BENCH = paths.ROOT / "benchmarks" / "bench_cut_step.py"
 order_df = None
 if perf_official and BENCH.is_file():
-    spec = importlib.util.spec_from_file_location("bench_cut_step", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # its dataclasses look their module up while it is being executed
-    spec.loader.exec_module(bench)
-    repro.seed_everything(0, threads=threads)
-    base = bench.build(64, 9)
-    gdat = torch.Generator().manual_seed(123)
-    a_, b_ = (torch.rand(1, 3, 128, 128, generator=gdat) * 2 - 1 for _ in range(2))
-    variants = {"official order of work": ("graph", False), "ours (keys reused, batched passes)": ("reuse", True)}
-    setups = {v: bench.clone_setup(base, False) for v in variants}
-    times = {v: [] for v in variants}
-    for it in range(4):  # iteration 0 is a warm-up; variants interleaved so background load hits both
-        for v, (keys, batched) in variants.items():
-            t0 = time.perf_counter()
-            bench.cut_iteration(setups[v], a_, b_, keys=keys, batched=batched, seed=it)
-            if it:
-                times[v].append(time.perf_counter() - t0)
-    order_df = pd.DataFrame([{"CUT iteration, official config": v, "s/iter (median)": float(np.median(times[v])),
-                              "GFLOP/iter": bench.count_gflop(setups[v], a_, b_, keys=k, batched=bt, seed=99)}
-                             for v, (k, bt) in variants.items()])
-    order_df["utilisation of fp32 peak"] = order_df["GFLOP/iter"] * 1e9 / order_df["s/iter (median)"] / peak
+    order_df = official_order_table(BENCH, peak, threads=threads)
     io.write_table(order_df, OUT / "performance_official_order")
     display(order_df.round(3))
-    o, f_ = order_df.iloc[0], order_df.iloc[1]
-    print(f"ours needs {f_['GFLOP/iter'] / o['GFLOP/iter']:.0%} of the official order's FLOPs and "
-          f"{f_['s/iter (median)'] / o['s/iter (median)']:.0%} of its time here.")
-    print(f"the official code was quoted at ~5.1 s/iter and ~370 GFLOP (docs/methods.md §7, where the matmul peak "
-          f"read ~97 GFLOP/s); the official order of work re-run now takes {o['s/iter (median)']:.2f} s/iter at a "
-          f"measured fp32 peak of {peak / 1e9:.0f} GFLOP/s (matmul alone {fp32['mm'] / 1e9:.0f}), so "
-          + ("most of the gap to the quoted time lies outside the order of work (the machine's state when it was "
-             "measured, the official code's data loading and bookkeeping)"
-             if o["s/iter (median)"] < 0.8 * 5.1 else "the quoted time is close to the official order re-run here"))
+    print(official_order_note(order_df, fp32))
 
 # %% [markdown]
 # ## 7 · The paper's claims against ours
@@ -610,13 +581,15 @@ def pm(half, fmt):
 
 
 verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
-
-
-mem = cost_df["peak mem above baseline (MB)"]
-claims = []
-long = dstats.ClaimsTable(paper="CUT / FastCUT (ECCV'20)", notebook="02_cut_fastcut")
+claims = []  # the short table (claims.md)
+long = dstats.ClaimsTable(paper="CUT / FastCUT (ECCV'20)", notebook="02_cut_fastcut")  # one row per measure
 n_seeds = len(seeds)
 setting = f"ngf {method_kwargs['cut'].get('ngf')}, {steps} iterations, crop {crop}"
+
+# %% [markdown]
+# **Quality.** CUT beats CycleGAN: the paired difference in PSNR and in SSIM.
+
+# %%
 d, h = paired("cut", "cyclegan", "psnr")
 ds, hs = paired("cut", "cyclegan", "ssim")
 long.add("CUT beats CycleGAN", "lower FID (Table 1)", "CUT − CycleGAN", "PSNR", "dB", d, h, n_seeds, setting=setting)
@@ -624,6 +597,13 @@ long.add("CUT beats CycleGAN", "lower FID (Table 1)", "CUT − CycleGAN", "SSIM"
 claims.append(("CUT beats CycleGAN", "lower FID on Horse→Zebra, Cat→Dog and Cityscapes (Table 1)",
                f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
                f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
+
+# %% [markdown]
+# **Cost at our configuration.** CUT uses less time (paired by seed) and memory (one measurement) than
+# CycleGAN.
+
+# %%
+mem = cost_df["peak mem above baseline (MB)"]
 d, h = paired("cut", "cyclegan", "s_per_iter", sign=-1.0)  # positive = CUT faster
 mem_ok = bool(mem["cut"] < mem["cyclegan"])
 long.add("CUT uses less time than CycleGAN", f"{Q_TIME} ({COST_SRC})", "CycleGAN − CUT", "sec/iter",
@@ -634,11 +614,21 @@ long.add("CUT uses less memory than CycleGAN", f"{Q_MEM} ({COST_SRC})", "CycleGA
 claims.append(("CUT uses less time and memory than CycleGAN", f"{Q_TIME}, {Q_MEM} ({COST_SRC})",
                f"CycleGAN − CUT: {d:+.4f} s/iter {pm(h, '.4f')}; memory {mem['cut']:.0f} vs {mem['cyclegan']:.0f} MB",
                f"time: {verdict(d, h)}; memory: {'held' if mem_ok else 'not held'} (one measurement)"))
+
+# %% [markdown]
+# FastCUT is faster than CUT:
+
+# %%
 d, h = paired("fastcut", "cut", "s_per_iter", sign=-1.0)  # positive = FastCUT faster
 long.add("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})", "CUT − FastCUT", "sec/iter", "s",
          d, h, n_seeds, setting=setting)
 claims.append(("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})",
                f"CUT − FastCUT: {d:+.4f} s/iter {pm(h, '.4f')}", verdict(d, h)))
+
+# %% [markdown]
+# **Cost at the official architecture** (with `perf_official=True`; one measurement per method, §3).
+
+# %%
 if perf_official:
     o = perf_df[perf_df.config != "this notebook"].set_index("method")
     t_ok = bool(o.loc["CUT", "s/iter"] < o.loc["CycleGAN", "s/iter"])
@@ -661,6 +651,11 @@ if perf_official:
     claims.append(("FastCUT is faster than CUT — official architecture", "as above",
                    f"{o.loc['FastCUT', 's/iter']:.2f} vs {o.loc['CUT', 's/iter']:.2f} s/iter",
                    ("held" if ok else "not held") + " (one measurement)"))
+
+# %% [markdown]
+# The verdicts, written to `claims` (this table) and `claims_long` (one row per measure, read by notebook 90):
+
+# %%
 claims_df = pd.DataFrame(claims, columns=["claim", "paper's evidence (quoted)", "ours (difference, 95% CI)", "at this size"])
 io.write_table(claims_df, OUT / "claims")
 io.write_table(long.frame(), OUT / "claims_long")  # read by notebook 90
@@ -684,6 +679,10 @@ for name in METHODS:
         assert torch.allclose(reloaded(x), dehazers[name](x), atol=1e-5), name
     assert weights[name].stat().st_size <= 5 * 2**20, (name, weights[name].stat().st_size)
 
+# %% [markdown]
+# Every number of this notebook, in `metrics.json`:
+
+# %%
 metrics = {
     "notebook": "02_cut_fastcut", "size": size, "data": nb.data_used, "seeds": seeds, "steps": steps,
     "runs": runs.run.tolist(),

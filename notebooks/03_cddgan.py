@@ -76,65 +76,65 @@ feature_side = 64  # centre crop side of the images the feature figure encodes
 real_max_images = 1  # real hazy photographs shown (skipped when the data folder has none)
 real_max_side = 320  # real photos are resized so their longer side is at most this
 
+# %% [markdown]
+# The library's tools.
+
 # %%
 import math
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from IPython.display import display
 
-from dehazelab import io, paths, plotting, workbook
-from dehazelab import runs as druns
-from dehazelab import stats as dstats
+from dehazelab import features, io, paths, plotting, workbook, runs as druns, stats as dstats
 from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
 from dehazelab.data.datasets import PairedDataset, load_benchmark
 from dehazelab.data.selection import filter_pairs
 from dehazelab.inference import export_weights, load_model
 from dehazelab.methods import build_method
 from dehazelab.methods.cddgan import CDDGAN_VARIANTS
-from dehazelab.models.resnet_generator import to_pm1
 from dehazelab.runs import grids as run_grids
 from dehazelab.train.paired import evaluate
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
+# %% [markdown]
+# The ablation rows, in order, with their names in tables and figures.
 
+# %%
 VARIANTS = run_grids.CDDGAN_ROWS  # the ablation rows, in order: cyclegan, contrastive, cddgan, cddgan_exemplars
 LABEL = {"cyclegan": "CycleGAN (backbone)", "contrastive": "+ contrastive (in-image negatives)",
          "cddgan": "+ adversarial hard negatives (CDD-GAN)", "cddgan_exemplars": "+ clear exemplars"}
 SHORT = {"cyclegan": "CycleGAN", "contrastive": "+contrastive", "cddgan": "CDD-GAN", "cddgan_exemplars": "+exemplars"}
 assert set(VARIANTS) == set(CDDGAN_VARIANTS)
 
-# seeds and threads, plot style, output folder, device; the grid of runs (dehazelab/runs/grids.py: one
+# %% [markdown]
+# Seeds and threads, plot style, output folder, device; the grid of runs (`dehazelab/runs/grids.py`: one
 # spec per row and seed), the test images they are scored on, and notebook 02's unpaired split (hazy
-# images of the first half of the training scenes, one clear image per scene of the second half)
+# images of the first half of the training scenes, one clear image per scene of the second half).
+
+# %%
 nb = workbook.start("03_cddgan", globals())
 OUT, device, seeds, test_pairs, test_set = nb.out, nb.device, nb.seeds, nb.test_pairs, nb.test_set
-hazy_items, clear_items, tr = nb.hazy_items, nb.clear_items, nb.data_used["train"]
+hazy_items, clear_items, tr, GRID = nb.hazy_items, nb.clear_items, nb.data_used["train"], nb.grid
 assert steps >= 2 and crop % 4 == 0 and n_blocks >= 5 and feature_side % 4 == 0
 assert num_negatives % 2 == 0 and 0.0 <= decay_fraction < 1.0
 assert not {p.scene for p in hazy_items} & {p.scene for p in clear_items}
-GRID = nb.grid
 method_kwargs = {g.variant: {k: v for k, v in g.spec["method_kwargs"].items() if k != "seed"}
                  for g in GRID if g.seed == seeds[0]}
 schedule = {k: GRID[0].spec["train"][k] for k in ("n_steps", "n_steps_decay")}
-train_bm = load_benchmark("sots", "train", seed=0)  # the feature pictures of §5 use its scenes
-test_bm = load_benchmark("sots", "test", seed=0)
+test_bm = load_benchmark("sots", "test", seed=0)  # the pictures of §2 and §5 use its scenes
 has_data = paths.data_root() is not None
-
-
-def write_config():
-    """The resolved configuration of this notebook, written beside its results."""
-    nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
-
-
+nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
 print(f"train: {len(hazy_items)} hazy images of scenes {'-'.join(tr['hazy_scenes'])}, "
       f"{len(clear_items)} clear images of scenes {'-'.join(tr['clear_scenes'])}; test: {len(test_pairs)} pairs; "
       f"device {device}")
+
+# %% [markdown]
+# What this run scales down, against the paper-like configuration.
+
+# %%
 scaled = pd.DataFrame([
     ("generators G_A, G_B", "anti-aliased ResNet, 9 blocks, ngf 64 (CUT/NEGCUT)", f"ResNet, {n_blocks} blocks, ngf {ngf}"),
     ("discriminators D_A, D_B (PatchGAN) width", "64", str(ndf)),
@@ -146,7 +146,6 @@ scaled = pd.DataFrame([
     ("test images", "SOTS (paper's protocol unknown to us)", f"{len(test_pairs)} SOTS pairs at native resolution"),
 ], columns=["setting", "paper-like (assumed)", "this run"])
 display(scaled)
-write_config()
 
 # %% [markdown]
 # ## 1 · What is assumed, and from where
@@ -203,28 +202,13 @@ with pd.option_context("display.max_colwidth", 200):
 # whatever makes the negatives look like it.
 
 # %%
-by_scene: dict = {}
-for p in (filter_pairs(test_bm.pairs, levels=test_levels) if has_data else test_bm.pairs):  # every test image
-    by_scene.setdefault(p.scene, []).append(p)
+by_scene = features.pairs_by_scene(filter_pairs(test_bm.pairs, levels=test_levels) if has_data else test_bm.pairs)
 feat_scenes = [s for s in sorted(by_scene) if len(by_scene[s]) > 1][: feature_scenes] or sorted(by_scene)[:1]
 demo_pairs = sorted(by_scene[feat_scenes[0]], key=lambda p: int(p.level) if p.level is not None else 0)
 demo_ds = PairedDataset(demo_pairs)
-
-
-def dark_channel(img, patch=15):
-    """min over colours, then a patch×patch minimum filter (He et al.)."""
-    m = img.min(dim=0, keepdim=True).values[None]
-    return (-F.max_pool2d(-m, patch, stride=1, padding=patch // 2))[0, 0]
-
-
-row_imgs, row_dark, titles = [], [], []
-for i, p in enumerate(demo_pairs):
-    item = demo_ds[i]
-    row_imgs.append(item["hazy"])
-    row_dark.append(dark_channel(item["hazy"]).numpy())
-    titles.append(f"level {p.level}: mean dark ch. {row_dark[-1].mean():.2f}")
-row_imgs.append(demo_ds[0]["clear"])
-row_dark.append(dark_channel(demo_ds[0]["clear"]).numpy())
+row_imgs = [demo_ds[i]["hazy"] for i in range(len(demo_pairs))] + [demo_ds[0]["clear"]]
+row_dark = [features.dark_channel(img).numpy() for img in row_imgs]
+titles = [f"level {p.level}: mean dark ch. {d.mean():.2f}" for p, d in zip(demo_pairs, row_dark)]
 titles.append(f"clear: mean dark ch. {row_dark[-1].mean():.2f}")
 fig = plotting.image_grid([row_imgs, row_dark], col_titles=titles, row_titles=["image", "dark channel"], cmap="gray")
 plotting.savefig(fig, OUT / "fig_scene_and_haze.png")
@@ -242,9 +226,7 @@ plt.show()
 # it, the notebook trains the missing ones here first. `config.json` lists the run ids used.
 
 # %%
-# Every run of the grid: read from results/<size>/runs/<run id>/ when it has finished (Snakemake
-# trains them as separate jobs before this notebook), trained here first when it is missing.
-grid_runs = nb.runs()
+grid_runs = nb.runs()  # read from results/<size>/runs/<run id>/ when finished, else trained here first
 tab = grid_runs.table()
 runs = tab.rename(columns={"sec_per_step": "s_per_iter", "params": "params_G_A"})
 runs["run_s"] = tab.train_s + tab.eval_s  # training and scoring of the run
@@ -255,6 +237,14 @@ methods_seed0 = {v: grid_runs.first(v).method(device) for v in VARIANTS}
 assert list(tab.run) == [g.id for g in GRID]  # the runs declared in the setup cell (config.json)
 for g, r in grid_runs:
     assert list(r.per_image.name.astype(str)) == [p.name for p in test_pairs], f"{r.id}: scored on other test images"
+assert np.isfinite(runs.psnr).all() and (runs.n_test == len(test_pairs)).all()
+assert len(runs) == len(VARIANTS) * len(seeds)
+
+# %% [markdown]
+# Each run's scores and cost (`runs_per_seed`), and the score of the hazy input itself, the floor a dehazer
+# must clear.
+
+# %%
 for row in runs.itertuples():
     print(f"{SHORT[row.variant]:12s} seed {row.seed}: PSNR {row.psnr:.2f} SSIM {row.ssim:.4f} "
           f"({row.s_per_iter:.3f} s/iter, run incl. evaluation {row.run_s:.0f} s; {row.run})")
@@ -263,8 +253,6 @@ total_train_s = float(runs.run_s.sum())
 print(f"all runs: {total_train_s:.0f} s (read from {druns.runs_dir(size)})")
 hazy_ref = evaluate(torch.nn.Identity(), test_set, device)
 print(f"hazy input (no dehazing): PSNR {hazy_ref['psnr']:.2f} SSIM {hazy_ref['ssim']:.4f}")
-assert np.isfinite(runs.psnr).all() and (runs.n_test == len(test_pairs)).all()
-assert len(runs) == len(VARIANTS) * len(seeds)
 
 # %% [markdown]
 # ### Losses during training (seed 0)
@@ -308,8 +296,6 @@ plt.show()
 
 # %%
 mean_ci = dstats.mean_ci  # (mean, 95 % Student-t half-width); dehazelab.stats
-
-
 table = []
 for v in VARIANTS:
     g_ = runs[runs.variant == v]
@@ -318,29 +304,34 @@ for v in VARIANTS:
                   "train sec/iter": t_, "#params G_A": int(g_.params_G_A.iloc[0]),
                   "#params trained": int(g_.params_trained.iloc[0]), "source": "trained here"})
 
-# notebook 02's CUT, read (never retrained)
+# %% [markdown]
+# Notebook 02's CUT row, read from its `metrics.json` (never retrained), with its per-seed scores for the
+# paired claims of §8 when they exist.
+
+# %%
 NB02 = paths.results_dir() / size / "02_cut_fastcut"
-cut_ref = {"status": "absent", "path": str(NB02 / "metrics.json")}
-cut_runs = None
-if (NB02 / "metrics.json").is_file():
-    m02 = io.read_json(NB02 / "metrics.json")
-    rows02 = [r for r in (m02.get("tables", {}).get("cut_table") or []) if r.get("method") == "CUT"]
-    same_test = (m02.get("data", {}).get("test", {}).get("images") == nb.data_used["test"]["images"])
-    if rows02:
-        r = rows02[0]
-        cut_ref = {"status": "read", "path": str(NB02 / "metrics.json"), "same_test_images": bool(same_test),
-                   "seeds": m02.get("seeds"), "steps": m02.get("steps"), "method_kwargs": (m02.get("method_kwargs") or {}).get("cut")}
-        table.append({"row": "CUT (notebook 02, read)", "seeds": r.get("seeds"), "PSNR": r.get("PSNR"),
-                      "PSNR ±95%": r.get("PSNR ±95%"), "SSIM": r.get("SSIM"), "SSIM ±95%": r.get("SSIM ±95%"),
-                      "train sec/iter": r.get("train sec/iter"), "#params G_A": r.get("#params G"),
-                      "source": "notebook 02" + ("" if same_test else " (other test images: not comparable)")})
-        if (NB02 / "runs_per_seed.csv").is_file():
-            r02 = pd.read_csv(NB02 / "runs_per_seed.csv")
-            cut_runs = r02[r02.method == "cut"].set_index("seed")
-    else:
-        cut_ref["status"] = "no CUT row in notebook 02's metrics.json"
+cut_ref, cut_runs = {"status": "absent", "path": str(NB02 / "metrics.json")}, None
+m02 = io.read_json(NB02 / "metrics.json") if (NB02 / "metrics.json").is_file() else None
+rows02 = [r for r in ((m02 or {}).get("tables", {}).get("cut_table") or []) if r.get("method") == "CUT"]
+if m02 is not None and not rows02:
+    cut_ref["status"] = "no CUT row in notebook 02's metrics.json"
+elif rows02:
+    r, same_test = rows02[0], m02.get("data", {}).get("test", {}).get("images") == nb.data_used["test"]["images"]
+    cut_ref = {"status": "read", "path": str(NB02 / "metrics.json"), "same_test_images": bool(same_test),
+               "seeds": m02.get("seeds"), "steps": m02.get("steps"), "method_kwargs": (m02.get("method_kwargs") or {}).get("cut")}
+    table.append({"row": "CUT (notebook 02, read)", **{k: r.get(k) for k in ("seeds", "PSNR", "PSNR ±95%", "SSIM", "SSIM ±95%",
+                  "train sec/iter")}, "#params G_A": r.get("#params G"),
+                  "source": "notebook 02" + ("" if same_test else " (other test images: not comparable)")})
+    if (NB02 / "runs_per_seed.csv").is_file():
+        r02 = pd.read_csv(NB02 / "runs_per_seed.csv")
+        cut_runs = r02[r02.method == "cut"].set_index("seed")
 if cut_ref["status"] == "absent":
     print(f"notebook 02's results at size {size!r} are absent ({NB02 / 'metrics.json'}): no CUT reference row")
+
+# %% [markdown]
+# The table, with the hazy input as the floor.
+
+# %%
 table.append({"row": "hazy input (reference)", "seeds": 0, "PSNR": hazy_ref["psnr"], "SSIM": hazy_ref["ssim"],
               "source": "no dehazing"})
 ablation = pd.DataFrame(table)
@@ -348,6 +339,10 @@ ablation["paper"] = "not available (tables unreachable)"
 io.write_table(ablation, OUT / "table_ablation")
 display(ablation.round(4))
 
+# %% [markdown]
+# The same numbers as a figure: each row's mean with its interval, and every seed as a dot.
+
+# %%
 fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
 for a, col in zip(ax, ("psnr", "ssim")):
     for i, v in enumerate(VARIANTS):
@@ -375,97 +370,36 @@ plt.show()
 
 # %%
 feat_pairs = [p for s in feat_scenes for p in by_scene[s]]
-feat_ds = PairedDataset(feat_pairs)
+feat_x, feat_scene, feat_level = features.feature_images(feat_pairs, feat_scenes, feature_side)  # (N, 3, side, side)
 
+# %% [markdown]
+# η² of scene and of haze level in both spaces — the dehazed query and the hazy input (key) — for each row,
+# with the same seed's initial weights ("before") and the trained ones ("after").
 
-def centre(img, side):
-    hh, ww = img.shape[-2:]
-    side = min(side, hh, ww) // 4 * 4
-    y, x = (hh - side) // 2, (ww - side) // 2
-    return img[:, y:y + side, x:x + side]
-
-
-feat_imgs, feat_scene, feat_level = [], [], []
-for i, p in enumerate(feat_pairs):
-    item = feat_ds[i]
-    feat_imgs.append(centre(item["hazy"], feature_side))
-    feat_scene.append(str(p.scene))
-    feat_level.append(int(p.level) if p.level is not None and str(p.level).isdigit() else 1)
-for s in feat_scenes:  # each scene's clear image as haze level 0
-    item = feat_ds[[p.scene for p in feat_pairs].index(s)]
-    feat_imgs.append(centre(item["clear"], feature_side))
-    feat_scene.append(str(s))
-    feat_level.append(0)
-feat_x = torch.stack(feat_imgs)
-feat_scene, feat_level = np.array(feat_scene), np.array(feat_level)
-
-
-def query_features(method, x):
-    """Mean-pooled deepest-tap features of G_B's encoder on G_A(x) (the dehazed query space), and of
-    G_A's encoder on x (the input / key space)."""
-    G_A, G_B = method.nets["G_A"].eval(), method.nets["G_B"].eval()
-    layer = [max(method.nce_layers)] if method.use_nce else [G_A.bottleneck_start + G_A.n_blocks - 1]
-    with torch.no_grad():
-        xin = to_pm1(x.to(device))
-        out, (k,) = G_A(xin, layer, encode_only=False)
-        (q,) = G_B(out, layer, encode_only=True)
-    return q.mean(dim=(2, 3)).cpu().double().numpy(), k.mean(dim=(2, 3)).cpu().double().numpy()
-
-
-def eta2(f, groups):
-    """Share of the total variance explained by the group means."""
-    mu = f.mean(0)
-    total = ((f - mu) ** 2).sum()
-    between = sum((groups == g).sum() * ((f[groups == g].mean(0) - mu) ** 2).sum() for g in np.unique(groups))
-    return float(between / total) if total > 0 else float("nan")
-
-
-def pca2(f):
-    c = f - f.mean(0)
-    u, sv, _ = np.linalg.svd(c, full_matrices=False)
-    return u[:, :2] * sv[:2], (sv[:2] ** 2 / (sv**2).sum())
-
-
+# %%
 feature_rows, feats_for_plot = [], {}
 for v in VARIANTS:
     init = build_method("cddgan", seed=s0, **method_kwargs[v]).to(device)  # the same seed's initial weights
     for when, m_ in (("before training", init), ("after training", methods_seed0[v])):
-        q, k = query_features(m_, feat_x)
+        q, k = features.encoder_features(m_, feat_x, device)
         feats_for_plot[(v, when)] = q
         for space, f in (("dehazed query (G_B enc of G_A(x))", q), ("hazy input (G_A enc of x)", k)):
-            feature_rows.append({"row": SHORT[v], "weights": when, "space": space,
-                                 "η² scene": eta2(f, feat_scene), "η² haze level": eta2(f, feat_level)})
+            feature_rows.append({"row": SHORT[v], "weights": when, "space": space, "η² scene": features.eta2(f, feat_scene),
+                                 "η² haze level": features.eta2(f, feat_level)})
     methods_seed0[v].train()
 feature_df = pd.DataFrame(feature_rows)
 io.write_table(feature_df, OUT / "feature_eta2")
+assert np.isfinite(feature_df[["η² scene", "η² haze level"]].to_numpy()).all()
 
-fig, ax = plt.subplots(2, 2, figsize=(10, 8.4))
-markers = dict(zip(feat_scenes, "osD^vP*X"))
-cmap = plt.get_cmap("viridis")
-for r, when in enumerate(("before training", "after training")):
-    f = feats_for_plot[("cddgan", when)]
-    z, ev = pca2(f)
-    for c, (key, name) in enumerate(((feat_scene, "scene"), (feat_level, "haze level"))):
-        a = ax[r, c]
-        for s in feat_scenes:
-            sel = feat_scene == s
-            if name == "scene":
-                a.scatter(z[sel, 0], z[sel, 1], marker=markers[s], s=50, label=f"scene {s}")
-            else:
-                sc = a.scatter(z[sel, 0], z[sel, 1], marker=markers[s], s=50, c=feat_level[sel], cmap=cmap,
-                               vmin=0, vmax=max(9, feat_level.max()))
-        e = eta2(f, key)
-        a.set(title=f"CDD-GAN {when}: coloured by {name}", xlabel=f"PC1 ({ev[0]:.0%})", ylabel=f"PC2 ({ev[1]:.0%})")
-        a.text(0.02, 0.02, f"η²({name}) = {e:.2f}", transform=a.transAxes, fontsize=9)
-        if name == "scene":
-            a.legend(fontsize=8)
-        else:
-            fig.colorbar(sc, ax=a, label="haze level (0 = clear)")
-fig.tight_layout()
+# %% [markdown]
+# The CDD-GAN row's dehazed-query features in 2-D, before and after training.
+
+# %%
+fig = features.plot_pca_by_scene_and_level({w: feats_for_plot[("cddgan", w)] for w in ("before training", "after training")},
+                                           feat_scene, feat_level, feat_scenes, name="CDD-GAN")
 plotting.savefig(fig, OUT / "fig_features_pca.png")
 plt.show()
 display(feature_df.round(3))
-assert np.isfinite(feature_df[["η² scene", "η² haze level"]].to_numpy()).all()
 
 # %% [markdown]
 # ## 6 · What the generated negatives look like
@@ -481,74 +415,40 @@ assert np.isfinite(feature_df[["η² scene", "η² haze level"]].to_numpy()).all
 m = methods_seed0["cddgan"].train(False)
 li = m.nce_layers.index(12) if 12 in m.nce_layers else len(m.nce_layers) - 2
 layer = m.nce_layers[li]
-pool_imgs, pool_tags = [], []
 hazy_idx = [i for i in range(len(feat_x)) if feat_scene[i] == feat_scenes[0] and feat_level[i] > 0]
 x_idx = sorted(hazy_idx, key=lambda i: feat_level[i])[len(hazy_idx) // 2]  # the middle haze level
-for i in range(len(feat_x)):
-    if feat_scene[i] == feat_scenes[0]:
-        kind = "x itself" if i == x_idx else ("same scene, clear" if feat_level[i] == 0 else "same scene, other haze")
-    else:
-        kind = "other scene, clear" if feat_level[i] == 0 else "other scene, hazy"
-    pool_imgs.append(feat_x[i])
-    pool_tags.append((kind, feat_scene[i], int(feat_level[i])))
-with torch.no_grad():
-    xin = to_pm1(feat_x[x_idx:x_idx + 1].to(device))
-    fake, k_taps = m.nets["G_A"](xin, m.nce_layers, encode_only=False)
-    q_taps = m.nets["G_B"](fake, m.nce_layers, encode_only=True)
-    torch.manual_seed(0)
-    negs = m.generate_negatives("X", k_taps)[li]  # (M, nc)
-    q_all, _ = m.nets["H_B"](q_taps, 0)
-    k_x_all, _ = m.nets["H_A"](k_taps, 0)
-    cand, cand_src = [], []
-    for j, img in enumerate(pool_imgs):
-        taps_j = m.nets["G_A"](to_pm1(img[None].to(device)), m.nce_layers, encode_only=True)
-        emb, _ = m.nets["H_A"](taps_j, 0)
-        hl, wl = taps_j[li].shape[-2:]
-        cand.append(emb[li])
-        cand_src += [(j, pos // wl, pos % wl, hl, wl) for pos in range(hl * wl)]
-    cand = torch.cat(cand)
-    sim = negs @ cand.T  # (M, n_candidates)
-    best_cos, best = sim.max(dim=1)
-    q_l, k_l = q_all[li], k_x_all[li]
-    hardness = {"cos(query, positive)": float((q_l * k_l).sum(1).mean()),
-                "cos(query, generated negatives)": float((q_l @ negs.T).mean()),
-                "cos(query, in-image negatives)": float(((q_l @ k_l.T).sum() - (q_l * k_l).sum()) / (len(q_l) * (len(q_l) - 1))),
-                "mean pairwise cos among negatives": float(((negs @ negs.T).sum() - len(negs)) / (len(negs) * (len(negs) - 1))),
-                "mean cos(negative, nearest real patch)": float(best_cos.mean())}
+pool_tags = features.pool_kinds(feat_scene, feat_level, x_idx)  # (kind, scene, level) of each pool image
+near = features.nearest_real_patches(m, feat_x, x_idx, li, device, noise_seed=0)
 m.train()
-src_kind = [pool_tags[cand_src[int(b)][0]][0] for b in best]
-origin = pd.Series(src_kind).value_counts().rename_axis("nearest real patch comes from").reset_index(name="negatives")
-n_pos_by_kind = pd.Series([pool_tags[c[0]][0] for c in cand_src]).value_counts()
-origin["share of candidate positions"] = origin["nearest real patch comes from"].map(n_pos_by_kind / len(cand_src))
-origin["share of negatives"] = origin["negatives"] / origin["negatives"].sum()
+negs, best_cos, best, cand_src, hardness = (near[k] for k in ("negs", "best_cos", "best", "cand_src", "hardness"))
+origin = features.nearest_origin_table(best, cand_src, [t[0] for t in pool_tags])
 hard_df = pd.DataFrame([hardness]).T.rename(columns={0: f"layer {layer}"})
 io.write_table(origin, OUT / "negatives_nearest_origin")
 io.write_table(hard_df, OUT / "negatives_hardness", index=True)
 display(origin.round(3))
 display(hard_df.round(3))
+assert torch.allclose(negs.norm(dim=1), torch.ones(len(negs)), atol=1e-3)  # x / (|x| + 1e-7)
 
+# %% [markdown]
+# A spread of the negatives (from the closest match down), each shown as the ~35×35-pixel neighbourhood of
+# its nearest real patch.
+
+# %%
 n_show = min(8, len(negs))
 order = torch.argsort(best_cos, descending=True)[:: max(1, len(negs) // n_show)][:n_show]
 fig, ax = plt.subplots(1, n_show + 1, figsize=(2.0 * (n_show + 1), 2.6))
-side = feat_x.shape[-1]
 ax[0].imshow(plotting.to_display(feat_x[x_idx]))
 ax[0].set_title(f"x: scene {feat_scene[x_idx]}\nlevel {feat_level[x_idx]}", fontsize=8)
 for a, nidx in zip(ax[1:], order.tolist()):
-    j, pi, pj, hl, wl = cand_src[int(best[nidx])]
-    stride = side / hl
-    rf = 35
-    cy, cx = (pi + 0.5) * stride, (pj + 0.5) * stride
-    y0, x0 = int(max(0, cy - rf / 2)), int(max(0, cx - rf / 2))
-    patch = pool_imgs[j][:, y0:int(min(side, cy + rf / 2)), x0:int(min(side, cx + rf / 2))]
-    a.imshow(plotting.to_display(patch))
-    kind, sc_, lv = pool_tags[j]
+    src = cand_src[int(best[nidx])]
+    a.imshow(plotting.to_display(features.receptive_crop(feat_x[src[0]], src, rf=35)))
+    kind, _, lv = pool_tags[src[0]]
     a.set_title(f"cos {float(best_cos[nidx]):.2f}\n{kind}\n(level {lv})", fontsize=7)
 for a in ax:
     a.axis("off")
 fig.suptitle(f"generated negatives of N_A (layer {layer}): their nearest real patches", fontsize=10, y=1.08)
 plotting.savefig(fig, OUT / "fig_negatives_nearest.png")
 plt.show()
-assert torch.allclose(negs.norm(dim=1), torch.ones(len(negs)), atol=1e-3)  # x / (|x| + 1e-7)
 
 # %% [markdown]
 # ## 7 · Dehazed test images and real hazy photographs
@@ -563,17 +463,15 @@ nb.data_used["real"] = [name for name, _ in real]
 if not real:
     print("no real hazy photographs found (no data folder or no real-hazy/ in it): showing SOTS test images only")
 samples += [(img, None, Path(name).stem) for name, img in real]
-grid, row_titles = [], []
 with torch.no_grad():
-    for hz, cl, nm in samples:
-        grid.append([hz] + [dehazers[v](hz[None].to(device)).clamp(0, 1)[0].cpu() for v in VARIANTS] + [cl])
-        row_titles.append(nm)
-fig = plotting.image_grid(grid, row_titles=row_titles, col_titles=["hazy"] + [SHORT[v] for v in VARIANTS] + ["ground truth"])
+    grid = [[hz] + [dehazers[v](hz[None].to(device)).clamp(0, 1)[0].cpu() for v in VARIANTS] + [cl] for hz, cl, _ in samples]
+fig = plotting.image_grid(grid, row_titles=[nm for _, _, nm in samples],
+                          col_titles=["hazy"] + [SHORT[v] for v in VARIANTS] + ["ground truth"])
 plotting.savefig(fig, OUT / "fig_qualitative.png")
 plt.show()
 for v in VARIANTS:
     methods_seed0[v].train()
-write_config()
+nb.write_config(method_kwargs=method_kwargs, schedule=schedule)  # now with the real photographs used
 
 # %% [markdown]
 # ## 8 · The abstract's claims against ours
@@ -586,11 +484,11 @@ write_config()
 # usable only when they exist at this size and were scored on the same test images.
 
 # %%
+verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
+
+
 def pm(half, fmt):
     return f"± {half:{fmt}}" if np.isfinite(half) else "(one seed: no interval)"
-
-
-verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
 
 
 def paired(a, b, col, other=None):
@@ -601,30 +499,45 @@ def paired(a, b, col, other=None):
     return (*mean_ci(d), len(d)) if len(d) else (float("nan"), float("nan"), 0)
 
 
+# %% [markdown]
+# Each judged claim goes into two tables: `claims`, one row per claim, and `claims_long`, one row per claim
+# and metric (read by notebook 90).
+
+# %%
 claims = []
 long = dstats.ClaimsTable(paper="CDD-GAN (ECCV'22, reconstruction)", notebook="03_cddgan")
 setting = f"ngf {method_kwargs['cddgan'].get('ngf')}, {steps} iterations"
+
+
+def add_claim(claim, evidence, difference, a, b, other=None):
+    """Judge ``a`` − ``b`` on PSNR and on SSIM (paired by seed) and add the claim to both tables."""
+    (d, h, n), (ds, hs, _) = paired(a, b, "psnr", other), paired(a, b, "ssim", other)
+    long.add(claim, evidence, difference, "PSNR", "dB", d, h, n, setting=setting)
+    long.add(claim, evidence, difference, "SSIM", "", ds, hs, n, setting=setting)
+    claims.append((claim, evidence, difference, n, f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
+                   f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
+
+
+# %% [markdown]
+# The abstract's three claims within our ablation.
+
+# %%
 for claim, evidence, a, b in [
     ("hard negatives help", "abstract: adversarial hard negatives suppress task-irrelevant factors", "cddgan", "contrastive"),
     ("unpaired clear exemplars help", "abstract: clear exemplars enhance task-relevant factors", "cddgan_exemplars", "cddgan"),
     ("CDD-GAN beats CycleGAN on unpaired dehazing", "abstract: better than unpaired baselines (tables unreachable)", "cddgan", "cyclegan"),
 ]:
-    d, h, n = paired(a, b, "psnr")
-    ds, hs, _ = paired(a, b, "ssim")
-    long.add(claim, evidence, f"{SHORT[a]} − {SHORT[b]}", "PSNR", "dB", d, h, n, setting=setting)
-    long.add(claim, evidence, f"{SHORT[a]} − {SHORT[b]}", "SSIM", "", ds, hs, n, setting=setting)
-    claims.append((claim, evidence, f"{SHORT[a]} − {SHORT[b]}", n, f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
-                   f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
+    add_claim(claim, evidence, f"{SHORT[a]} − {SHORT[b]}", a, b)
+
+# %% [markdown]
+# Against notebook 02's CUT — only when its per-seed scores exist at this size, on the same test images.
+
+# %%
 cut_claim = ("CDD-GAN beats CUT on unpaired dehazing", "abstract: better than unpaired baselines (tables unreachable)",
              "CDD-GAN − CUT (notebook 02)")
 if cut_ref["status"] == "read" and cut_ref["same_test_images"] and cut_runs is not None:
-    d, h, n = paired("cddgan", None, "psnr", other=cut_runs)
-    ds, hs, _ = paired("cddgan", None, "ssim", other=cut_runs)
-    if n:
-        long.add(cut_claim[0], cut_claim[1], cut_claim[2], "PSNR", "dB", d, h, n, setting=setting)
-        long.add(cut_claim[0], cut_claim[1], cut_claim[2], "SSIM", "", ds, hs, n, setting=setting)
-        claims.append((*cut_claim, n, f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
-                       f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
+    if paired("cddgan", None, "psnr", other=cut_runs)[2]:  # seeds in common
+        add_claim(*cut_claim, "cddgan", None, other=cut_runs)
     else:
         claims.append((*cut_claim, 0, "no common seeds with notebook 02", "undetermined"))
 elif cut_ref["status"] == "read":
@@ -632,6 +545,11 @@ elif cut_ref["status"] == "read":
     claims.append((*cut_claim, 0, f"notebook 02's CUT is not paired with ours ({why})", "undetermined"))
 else:
     claims.append((*cut_claim, 0, f"notebook 02's results at size {size!r}: {cut_ref['status']}", "undetermined (no CUT row)"))
+
+# %% [markdown]
+# The verdicts, written as `claims` (one row per claim) and `claims_long` (one per claim and metric).
+
+# %%
 claims_df = pd.DataFrame(claims, columns=["claim", "paper's evidence", "difference", "paired seeds",
                                           "ours (difference, 95% CI)", "at this size"])
 io.write_table(claims_df, OUT / "claims")
@@ -656,6 +574,10 @@ with torch.no_grad():
 cdd_seed0.train()
 assert weights_path.stat().st_size <= 5 * 2**20, weights_path.stat().st_size
 
+# %% [markdown]
+# Everything above in one file, `metrics.json` (read by the reference check and notebook 90).
+
+# %%
 metrics = {
     "notebook": "03_cddgan", "size": size, "reconstruction": True,
     "paper_numbers": None, "paper_numbers_note": "CDD-GAN's tables were not reachable; no paper numbers are quoted",

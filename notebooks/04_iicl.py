@@ -93,24 +93,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 import yaml
 from IPython.display import Markdown, display
-from matplotlib.patches import Rectangle
 
 import dehazelab.losses.iicl as iicl_losses
 import dehazelab.models.iicl as iicl_models
 import dehazelab.models.prm as prm_module
 from dehazelab import io, paths, plotting, workbook
 from dehazelab import metrics as M
+from dehazelab import patches as P
 from dehazelab import stats as dstats
 from dehazelab.data.datasets import load_benchmark
-from dehazelab.data.images import IMAGE_EXTS, read_image
-from dehazelab.losses.iicl import extract_patches, patch_scores, select_bright_dark_patches
 from dehazelab.models.dcp import dehaze_dcp
 from dehazelab.runs.grids import IICL_MODEL
 from dehazelab.runs.grids import IICL_VARIANTS as VARIANTS
 
+# %% [markdown]
+# Set-up, shared by every paper notebook (`dehazelab.workbook.start`), and the SOTS splits.
+
+# %%
 # seeds and threads, plot style, output folder, device; the grid of runs (dehazelab/runs/grids.py) and
 # the test images they are scored on (the haze levels test_levels, then max_test_images spread evenly
 # over the (scene, level)-sorted list, so every scene and every level appears)
@@ -124,6 +125,11 @@ train_bm = load_benchmark("sots", "train", seed=0)
 test_bm = load_benchmark("sots", "test", seed=0)
 print(f"train: {train_bm.source}, {len(train_bm.pairs)} pairs; test: {len(test_pairs)} pairs; device {device}")
 
+# %% [markdown]
+# The settings of this run beside the paper's (unknown) and those of a paper-scale run of this
+# reconstruction (`config/full.yaml`).
+
+# %%
 FULL = (yaml.safe_load((paths.ROOT / "config" / "full.yaml").read_text())["notebooks"].get("04_iicl") or {})
 setup_df = pd.DataFrame([
     ("training data", "unknown ('the dehazing benchmark')", "RESIDE ITS, 13,990 pairs (target; not wired yet)",
@@ -174,6 +180,10 @@ def tagged_assumptions(module, component):
     return rows
 
 
+# %% [markdown]
+# The assumptions of the library modules, then this notebook's own.
+
+# %%
 assumptions = (tagged_assumptions(prm_module, "PRM (dehazelab/models/prm.py)")
                + tagged_assumptions(iicl_models, "PRM -> ARM (dehazelab/models/iicl.py)")
                + tagged_assumptions(iicl_losses, "losses (dehazelab/losses/iicl.py)"))
@@ -228,82 +238,20 @@ display(Markdown(io.format_table(assumptions_df.replace(r"\|", r"\\|", regex=Tru
 # each patch contains can be measured — and on real hazy photographs, which have none.
 
 # %%
-def to_chw(img):
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-
-
-def fit(x, max_side=480):
-    """Downscale a 3xHxW image so its longer side is at most max_side, sides multiples of 4."""
-    h, w = x.shape[-2:]
-    s = min(1.0, max_side / max(h, w))
-    hh, ww = max(4, int(h * s) // 4 * 4), max(4, int(w * s) // 4 * 4)
-    if (hh, ww) != (h, w):
-        x = F.interpolate(x[None], size=(hh, ww), mode="area")[0]
-    return x
-
-
-def real_photos(n):
-    """Up to n real hazy photographs (no ground truth) from the data root, or [] when absent."""
-    root = paths.data_root()
-    if n <= 0 or root is None or not (root / "real-hazy").is_dir():
-        return []
-    preferred = ["fattal/cityscape_input.png", "fattal/tiananmen_input.png", "fattal/canon_input.png",
-                 "fattal/road_input.png", "classic/dcp09_ny1.bmp"]
-    files = [root / "real-hazy" / f for f in preferred if (root / "real-hazy" / f).is_file()]
-    if len(files) < n:
-        files += sorted(f for f in (root / "real-hazy").rglob("*") if f.suffix.lower() in IMAGE_EXTS
-                        and f not in files)
-    return [(f"{f.parent.name}/{f.name}", fit(to_chw(read_image(f)))) for f in files[:n]]
-
-
-demo = []  # (name, hazy 3xHxW, clear 3xHxW or None)
-for i in np.linspace(0, len(test_set) - 1, min(demo_sots_images, len(test_set))).round().astype(int):
-    it = test_set[int(i)]
-    demo.append((f"SOTS {it['name']}", it["hazy"], it["clear"]))
-real = real_photos(demo_real_images)
-demo += [(name, x, None) for name, x in real]
-if demo_real_images and not real:
+# n SOTS test pairs spread over the test split, then real hazy photographs (no ground truth)
+demo, n_real = P.demo_images(test_set, demo_sots_images, demo_real_images)
+if demo_real_images and not n_real:
     print("no real hazy photographs under", paths.data_root(), "-> real-photo panels skipped")
 
-patch_rows = []
-fig, axes = plt.subplots(len(demo), 3, figsize=(13, 3.4 * len(demo)), squeeze=False)
-for r, (name, hz, cl) in enumerate(demo):
-    p = min(demo_patch, min(hz.shape[-2:]) // 4)
-    bright, dark = select_bright_dark_patches(hz[None], patch=p, k=demo_k, by="dark_channel")
-    sc = patch_scores(hz[None], patch=p, by="dark_channel")[0]
-    dc_map = -F.max_pool2d(-hz.amin(0, keepdim=True)[None], 7, stride=1, padding=3)[0, 0]  # as the selection
-    panels = [(hz, f"{name}: hazy"), (dc_map, "dark channel of the hazy image (7 px)"),
-              (cl, "ground truth, same patches") if cl is not None else (None, "(real photo: no ground truth)")]
-    for c, (img, title) in enumerate(panels):
-        ax = axes[r, c]
-        ax.axis("off")
-        ax.set_title(title, fontsize=9)
-        if img is None:
-            continue
-        if img.dim() == 2:
-            ax.imshow(img.numpy(), cmap="magma", vmin=0, vmax=1)
-        else:
-            ax.imshow(plotting.to_display(img))
-        for group, coords, colour in (("bright", bright[0], "red"), ("dark", dark[0], "deepskyblue")):
-            for rank, (y, x) in enumerate(coords.tolist()):
-                ax.add_patch(Rectangle((x - 0.5, y - 0.5), p, p, fill=False, lw=1.6, ec=colour))
-                score = float(sc[y // p, x // p])
-                if c == 0:
-                    ax.text(x + 1, y + p - 2, f"{score:.2f}", color="white", fontsize=7,
-                            bbox=dict(fc=colour, alpha=0.7, pad=1, lw=0))
-                    row = {"image": name, "group": group, "rank": rank + 1, "y": y, "x": x, "patch": p,
-                           "dark channel (hazy)": score}
-                    if cl is not None:
-                        hp = extract_patches(hz[None], torch.tensor([[[y, x]]]), p)[0, 0]
-                        cp = extract_patches(cl[None], torch.tensor([[[y, x]]]), p)[0, 0]
-                        row["dark channel (clear)"] = float(patch_scores(cp[None], patch=p)[0].mean())
-                        row["haze residue mean|I-J|"] = float((hp - cp).abs().mean())
-                        row["PSNR hazy vs clear"] = M.psnr(hp.permute(1, 2, 0).numpy(), cp.permute(1, 2, 0).numpy())
-                    patch_rows.append(row)
+# %% [markdown]
+# The selection on each picture; the table lists every patch drawn, with the haze it holds where the
+# ground truth is known.
+
+# %%
+fig, patches_df = P.draw_patches(demo, patch=demo_patch, k=demo_k)
 plotting.savefig(fig, OUT / "fig_bright_dark_patches.png")
 plt.show()
-patches_df = pd.DataFrame(patch_rows)
-patches_df["vgg_used"] = "— (patch selection uses no VGG)"
+patches_df["vgg_used"] = P.NO_VGG
 io.write_table(patches_df, OUT / "patches_demo")
 display(patches_df.drop(columns="vgg_used").round(3))
 
@@ -316,43 +264,18 @@ display(patches_df.drop(columns="vgg_used").round(3))
 # the prior's failure case).
 
 # %%
-stat_rows = []
-for i in range(len(test_set)):
-    it = test_set[i]
-    hz, cl = it["hazy"], it["clear"]
-    p = min(demo_patch, min(hz.shape[-2:]) // 4)
-    bright, dark = select_bright_dark_patches(hz[None], patch=p, k=demo_k)
-    for group, coords in (("bright", bright), ("dark", dark)):
-        hp = extract_patches(hz[None], coords, p)[0]
-        cp = extract_patches(cl[None], coords, p)[0]
-        for j in range(hp.shape[0]):
-            stat_rows.append({"image": it["name"], "group": group,
-                              "dark channel (hazy)": float(patch_scores(hp[j][None], patch=p)[0].mean()),
-                              "dark channel (clear)": float(patch_scores(cp[j][None], patch=p)[0].mean()),
-                              "haze residue mean|I-J|": float((hp[j] - cp[j]).abs().mean()),
-                              "PSNR hazy vs clear": M.psnr(hp[j].permute(1, 2, 0).numpy(),
-                                                           cp[j].permute(1, 2, 0).numpy())})
-stats_df = pd.DataFrame(stat_rows)
-patch_summary = stats_df.groupby("group")[["dark channel (hazy)", "dark channel (clear)", "haze residue mean|I-J|",
-                                            "PSNR hazy vs clear"]].mean().reset_index()
-patch_summary.insert(1, "patches", stats_df.groupby("group").size().values)
-patch_summary.insert(1, "test images", len(test_set))
-patch_summary["vgg_used"] = "— (patch selection uses no VGG)"
+stats_df = P.patch_statistics(test_set, patch=demo_patch, k=demo_k)  # one row per selected patch
+patch_summary = P.summarize_patches(stats_df, n_images=len(test_set))
 io.write_table(patch_summary, OUT / "patches_summary")
 display(patch_summary.drop(columns="vgg_used").round(3))
-fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
-for g, colour in (("bright", "red"), ("dark", "deepskyblue")):
-    s = stats_df[stats_df.group == g]
-    ax[0].scatter(s["dark channel (hazy)"], s["haze residue mean|I-J|"], s=12, c=colour, label=g, alpha=0.7)
-    ax[1].scatter(s["dark channel (hazy)"], s["dark channel (clear)"], s=12, c=colour, label=g, alpha=0.7)
-ax[0].set(xlabel="dark channel of the hazy patch", ylabel="mean |I - J| in the patch", title="haze the patch holds")
-ax[1].set(xlabel="dark channel of the hazy patch", ylabel="dark channel of the clear patch",
-          title="bright because hazy, or bright scene?")
-ax[1].plot([0, 1], [0, 1], "k:", lw=0.8)
-for a in ax:
-    a.legend(fontsize=8)
+fig = P.plot_patch_statistics(stats_df)
 plotting.savefig(fig, OUT / "fig_patch_statistics.png")
 plt.show()
+
+# %% [markdown]
+# What the two groups hold, in numbers:
+
+# %%
 d_b, d_d = (patch_summary.set_index("group").loc[g, "haze residue mean|I-J|"] for g in ("bright", "dark"))
 br = stats_df[stats_df.group == "bright"]
 n_scene_bright = int((br["dark channel (clear)"] > 0.5).sum())
@@ -417,6 +340,10 @@ io.write_table(runs, OUT / "runs_per_seed")
 for g, r in grid_runs:  # the runs were scored on this notebook's test images
     assert list(r.per_image.name.astype(str)) == [p.name for p in test_pairs], f"{r.id}: other test images"
 
+# %% [markdown]
+# Each run's scores and timings, its loss histories, and the first seed's networks for the pictures below.
+
+# %%
 histories, models_seed0 = {}, {}
 for g, r in grid_runs:
     bb, variant = g.variant.split("/", 1)
@@ -433,6 +360,11 @@ for bb in backbones:
     print(f"{BACKBONE_LABEL[bb]}: backbone {n['backbone']:,} parameters; with PRM + adapter "
           f"{n['+ PRM']:,} (+{n['+ PRM'] - n['backbone']:,})")
 
+# %% [markdown]
+# The contrastive terms embed with a VGG-19: every run must have used the same one, recorded with the
+# assumptions and the configuration.
+
+# %%
 vgg_labels = sorted(set(runs[runs.variant.str.contains("IICL")].vgg_used))
 VGG_USED = " / ".join(vgg_labels)
 print("VGG-19 used by the inter (CR) and intra contrast:", VGG_USED)
@@ -478,7 +410,7 @@ plt.show()
 # %%
 t_half = dstats.ci95_half  # 95 % Student-t half-width over seeds (NaN with one seed)
 
-
+# the references: the hazy input itself and DCP, scored on the same test images
 ref = []
 for i in range(len(test_set)):
     it = test_set[i]
@@ -490,6 +422,11 @@ rows = [{"backbone": "—", "variant": "hazy input", "seeds": 0, "PSNR": ref[:, 
          "vgg_used": "— (no contrastive term)"},
         {"backbone": "—", "variant": "DCP", "seeds": 0, "PSNR": ref[:, 2].mean(), "SSIM": ref[:, 3].mean(),
          "vgg_used": "— (no contrastive term)"}]
+
+# %% [markdown]
+# The table: the references, then each backbone's four variants and the PRM's own J₀ after its warm-up.
+
+# %%
 for bb in backbones:
     for variant in VARIANTS:
         g = runs[(runs.backbone == bb) & (runs.variant == variant)]
@@ -509,7 +446,10 @@ table.insert(2, "test images", len(test_pairs))
 io.write_table(table, OUT / "table_iicl")
 display(table.round(4))
 
+# %% [markdown]
+# Each variant against its backbone alone, paired by seed (same seed = same initialisation, data and crops).
 
+# %%
 def paired(bb, a, b, metric):
     """Mean metric(a) − metric(b) over seeds (same seed = same init, data and crops) and its 95 % t half-width."""
     sel = runs[runs.backbone == bb]
@@ -520,26 +460,19 @@ def paired(bb, a, b, metric):
 diff_rows = []
 for bb in backbones:
     for variant in ("+ PRM", "+ IICL", "+ PRM + IICL"):
-        dp, hp = paired(bb, variant, "backbone", "psnr")
-        ds, hs = paired(bb, variant, "backbone", "ssim")
+        (dp, hp), (ds, hs) = (paired(bb, variant, "backbone", m) for m in ("psnr", "ssim"))
         diff_rows.append({"backbone": BACKBONE_LABEL[bb], "variant − backbone": variant, "ΔPSNR": dp, "ΔPSNR ±95%": hp,
                           "ΔSSIM": ds, "ΔSSIM ±95%": hs, "seeds": len(seeds), "vgg_used": VGG_USED})
 diffs = pd.DataFrame(diff_rows)
 io.write_table(diffs, OUT / "table_differences")
 display(diffs.round(4))
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-xs = np.arange(len(VARIANTS))
-for j, bb in enumerate(backbones):
-    t = table[(table.backbone == BACKBONE_LABEL[bb]) & table.variant.isin(list(VARIANTS))]
-    for ax, m in zip(axes, ("PSNR", "SSIM")):
-        ax.errorbar(xs + 0.12 * (j - 0.5), t[m], yerr=t[f"{m} ±95%"].fillna(0), fmt="o", capsize=3,
-                    label=BACKBONE_LABEL[bb])
-for ax, m in zip(axes, ("PSNR", "SSIM")):
-    ax.axhline(table.loc[table.variant == "hazy input", m].iloc[0], color="gray", ls=":", lw=0.8, label="hazy input")
-    ax.set_xticks(xs, list(VARIANTS), fontsize=8)
-    ax.set(ylabel=m + (" (dB)" if m == "PSNR" else ""), title=f"{m}, mean ± 95% CI over {len(seeds)} seed(s)")
-    ax.legend(fontsize=7)
+# %% [markdown]
+# The same means and intervals as a figure, the hazy input as the dotted line.
+
+# %%
+fig = plotting.plot_variant_means(table, {bb: BACKBONE_LABEL[bb] for bb in backbones}, list(VARIANTS),
+                                  hazy=table[table.variant == "hazy input"].iloc[0], n_seeds=len(seeds))
 plotting.savefig(fig, OUT / "fig_results.png")
 plt.show()
 
@@ -560,7 +493,7 @@ plt.show()
 # PRM's own first restoration J₀ of the full variant.
 
 # %%
-samples = [(n, fit(h, 320), None if c is None else fit(c, 320)) for n, h, c in demo]  # display size
+samples = [(n, P.fit(h, 320), None if c is None else P.fit(c, 320)) for n, h, c in demo]  # display size
 with torch.no_grad():
     for bb in backbones:
         grid, titles = [], []
@@ -591,29 +524,39 @@ with torch.no_grad():
 
 # %%
 verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
-
-
 CLAIMS = [("+ PRM + IICL", "the framework (PRM + IICL) benefits the dehazing model"),
           ("+ PRM", "the progressive PRM -> ARM framework helps (component)"),
           ("+ IICL", "inter + intra contrastive learning helps (component)")]
-claims = []
-long = dstats.ClaimsTable(paper="IICL (ICASSP'23, reconstruction)", notebook="04_iicl")
 EVIDENCE = "abstract only: 'benefits various dehazing models'; no numbers available"
+claims = []
 for bb in backbones:
     for variant, claim in CLAIMS:
-        dp, hp = paired(bb, variant, "backbone", "psnr")
-        ds, hs = paired(bb, variant, "backbone", "ssim")
-        for metric, unit, d_, h_ in (("PSNR", "dB", dp, hp), ("SSIM", "", ds, hs)):
-            long.add(claim, EVIDENCE, f"{variant} − backbone", metric, unit, d_, h_, len(seeds),
-                     setting=f"{BACKBONE_LABEL[bb]}; VGG-19: {VGG_USED}")
+        (dp, hp), (ds, hs) = (paired(bb, variant, "backbone", m) for m in ("psnr", "ssim"))
         claims.append({"claim": claim, "backbone": BACKBONE_LABEL[bb], "comparison": f"{variant} vs backbone",
-                       "paper's evidence": "abstract only: 'benefits various dehazing models'; no numbers available",
+                       "paper's evidence": EVIDENCE,
                        "ours: ΔPSNR (95% CI)": f"{dp:+.2f} dB ± {hp:.2f}", "at this size (PSNR)": verdict(dp, hp),
                        "ours: ΔSSIM (95% CI)": f"{ds:+.4f} ± {hs:.4f}", "at this size (SSIM)": verdict(ds, hs),
                        "seeds": len(seeds), "vgg_used": VGG_USED})
 claims_df = pd.DataFrame(claims)
 io.write_table(claims_df, OUT / "claims")
-io.write_table(long.frame(), OUT / "claims_long")  # read by notebook 90
+
+# %% [markdown]
+# The same differences in the project's long claims format, one row per claim and metric (read by notebook 90).
+
+# %%
+long = dstats.ClaimsTable(paper="IICL (ICASSP'23, reconstruction)", notebook="04_iicl")
+for bb in backbones:
+    for variant, claim in CLAIMS:
+        for metric, unit in (("PSNR", "dB"), ("SSIM", "")):
+            d_, h_ = paired(bb, variant, "backbone", metric.lower())
+            long.add(claim, EVIDENCE, f"{variant} − backbone", metric, unit, d_, h_, len(seeds),
+                     setting=f"{BACKBONE_LABEL[bb]}; VGG-19: {VGG_USED}")
+io.write_table(long.frame(), OUT / "claims_long")
+
+# %% [markdown]
+# The claims table, and the abstract's claim over all backbones.
+
+# %%
 with pd.option_context("display.max_colwidth", None):
     display(claims_df.drop(columns=["paper's evidence"]))
 various = [c["at this size (PSNR)"] for c in claims if c["comparison"].startswith("+ PRM + IICL")]
@@ -647,6 +590,10 @@ for bb in backbones:
     if size != "full":  # width-64 AECR-Net weights are ~10 MB; the committed small/smoke ones must be small
         assert path.stat().st_size <= 5 * 2**20, (path.name, path.stat().st_size)
 
+# %% [markdown]
+# Everything measured above, in one file (`metrics.json`), then the checks that every run and table is complete.
+
+# %%
 metrics = {
     "notebook": "04_iicl", "size": size, "reconstruction": "from the abstract only (no code, no paper text)",
     "vgg": VGG_USED, "vgg_used": VGG_USED, "data": nb.data_used, "seeds": seeds,
@@ -660,6 +607,8 @@ metrics = {
 }
 io.write_json(OUT / "metrics.json", metrics)
 print(sorted(p.name for p in OUT.iterdir()))
+
+# %%
 assert np.isfinite(runs.psnr).all() and np.isfinite(runs.ssim).all() and (runs.n_test == len(test_pairs)).all()
 assert len(runs) == len(backbones) * len(VARIANTS) * len(seeds)
 assert (runs[runs.variant.str.contains("IICL")].vgg_used == VGG_USED).all()
