@@ -56,7 +56,8 @@ def test_iteration_flops_counts_a_small_cut_step():
     kw = {"ngf": 4, "n_blocks": 5, "ndf": 4, "num_patches": 8}
     f1 = perf.iteration_flops("cut", 32, kw)
     assert f1 > 0 and f1 == perf.iteration_flops("cut", 32, kw)  # deterministic
-    assert perf.iteration_flops("cut", 64, kw) > 3 * f1  # ~4× the pixels
+    # 4x the pixels: the convolutions scale with them, the PatchNCE head (a fixed number of patches) does not
+    assert 2 * f1 < perf.iteration_flops("cut", 64, kw) < 4 * f1
 
 
 FAKE_BENCH = '''
