@@ -21,7 +21,7 @@ LIB = sorted(str(p) for p in Path("dehazelab").rglob("*") if p.suffix in {".py",
 
 # Training runs are jobs of their own. Each notebook's grid (variants x seeds) is declared once, in
 # dehazelab/runs/grids.py, from the notebook's parameters (its parameters cell overridden by this
-# size's config); every run becomes one `train` job writing results/<size>/runs/<id>/, with
+# size's config); every run becomes one `train` job writing results/runs/<size>/<id>/, with
 # `run_threads` torch threads, so `snakemake --cores N` trains N runs side by side. A notebook job
 # only reads its runs (plus quick demonstrations).
 from dehazelab.launch import parse_spec
@@ -46,8 +46,8 @@ NOT_KEPT = sorted(i for i, r in RUNS.items() if not r[1])
 def run_outputs(nb, size):
     """What notebook ``nb`` reads of its runs: every summary, and the weights of the kept ones."""
     ids = NB_RUNS.get(nb, [])
-    return ([f"results/{size}/runs/{i}/summary.json" for i in ids]
-            + [f"results/{size}/runs/{i}/weights.pt" for i in ids if RUNS[i][1]])
+    return ([f"results/runs/{size}/{i}/summary.json" for i in ids]
+            + [f"results/runs/{size}/{i}/weights.pt" for i in ids if RUNS[i][1]])
 
 wildcard_constraints:
     size=r"smoke|small|full",
@@ -255,7 +255,7 @@ rule table_html:
 # reruns exactly the runs that use it. --restart-finished: a finished checkpoint left by an earlier
 # version of the code is trained again rather than resumed; an interrupted run resumes.
 def _train_shell(keep):
-    return ("echo {params.spec:q} | TQDM_DISABLE=1 " + PYTHON + " -m dehazelab train - --out results/{wildcards.size}/runs/{wildcards.run} "
+    return ("echo {params.spec:q} | TQDM_DISABLE=1 " + PYTHON + " -m dehazelab train - --out results/runs/{wildcards.size}/{wildcards.run} "
             "--restart-finished --label {params.label:q}" + (" --keep-weights" if keep else "") + " > {log:q} 2>&1")
 
 
@@ -268,7 +268,7 @@ if NOT_KEPT:
         input:
             _TRAIN["input"],
         output:
-            summary="results/{size}/runs/{run}/summary.json",
+            summary="results/runs/{size}/{run}/summary.json",
         wildcard_constraints:
             run="|".join(NOT_KEPT),
         params:
@@ -284,8 +284,8 @@ if KEPT:
         input:
             _TRAIN["input"],
         output:
-            summary="results/{size}/runs/{run}/summary.json",
-            weights="results/{size}/runs/{run}/weights.pt",
+            summary="results/runs/{size}/{run}/summary.json",
+            weights="results/runs/{size}/{run}/weights.pt",
         wildcard_constraints:
             run="|".join(KEPT),
         params:

@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the registered models, their committed weights and test scores",
                        description="List the registered models; for each trained one, its committed weights "
                                    "(results/<size>/<notebook>/<model>_<size>.pt) and the test PSNR/SSIM of the run "
-                                   "that trained them (results/<size>/runs/<id>/summary.json), read from the files.")
+                                   "that trained them (results/runs/<size>/<id>/summary.json), read from the files.")
     m.add_argument("--size", default="small", help="the results size whose weights are listed (default: small, "
                                                     "the committed one)")
     m.set_defaults(func=cmd_models)
@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Works as `python -m dehazelab train RUN.yaml` and as "
                                    "`torchrun --nproc-per-node N -m dehazelab train RUN.yaml`.")
     t.add_argument("spec", help="run spec (YAML or JSON), e.g. config/runs/aecrnet_full.yaml; - reads it from stdin")
-    t.add_argument("--out", default=None, help="run folder (default: results/runs/<spec name> in the repository)")
+    t.add_argument("--out", default=None, help="run folder (default: results/train/<spec name> in the repository)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec key (repeatable), value parsed as YAML, e.g. --set train.steps=10 "
                         "--set model_kwargs.ngf=8")

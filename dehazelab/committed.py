@@ -2,7 +2,7 @@
 
 Each notebook exports the first seed's trained network of a model as
 ``results/<size>/<notebook>/<model>_<size>.pt`` (what ``dehaze --model M --weights F`` loads); the run
-that trained it lives in ``results/<size>/runs/<id>/`` with its ``summary.json`` (test PSNR/SSIM) and
+that trained it lives in ``results/runs/<size>/<id>/`` with its ``summary.json`` (test PSNR/SSIM) and
 ``weights.pt`` (:mod:`dehazelab.runs.store`). :func:`committed_weights` finds each model's file and
 the run it came from **by content**: the run whose kept weights equal the file's tensors (a paired
 run's ``weights.pt`` is the same checkpoint; an unpaired run's holds every network, one of which is
@@ -71,7 +71,7 @@ def _run_states(weights: Any) -> list[dict]:
 
 
 class _Runs:
-    """The finished runs of ``results/<size>/runs`` that kept their weights (weights read lazily)."""
+    """The finished runs of ``results/runs/<size>`` that kept their weights (weights read lazily)."""
 
     def __init__(self, folder: Path):
         self.runs: list[tuple[Path, dict]] = []
@@ -128,7 +128,9 @@ def committed_weights(size: str = SIZE, models: list[str] | None = None) -> dict
 
     root = paths.results_dir() / size
     names = models if models is not None else sorted(n for n, e in MODELS.items() if e.needs_weights)
-    runs = _Runs(root / "runs")
+    from .runs import runs_dir
+
+    runs = _Runs(runs_dir(size))
     out: dict[str, CommittedWeights] = {}
     for name in names:
         files = sorted(root.glob(f"*/{name}_{size}.pt")) if root.is_dir() else []
@@ -146,7 +148,7 @@ def committed_weights(size: str = SIZE, models: list[str] | None = None) -> dict
             continue
         found = runs.match(state, recorded or name)
         if found is None:
-            out[name] = CommittedWeights(name, path, note=f"not recorded (no run in {size}/runs/ of the results folder "
+            out[name] = CommittedWeights(name, path, note=f"not recorded (no run in runs/{size}/ of the results folder "
                                                           "holds these weights)")
             continue
         d, s = found

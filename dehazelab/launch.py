@@ -109,9 +109,9 @@ class RunResult:
 
 
 def default_out_dir(spec_path: str | os.PathLike) -> Path:
-    """``results/runs/<spec file stem>`` under :func:`dehazelab.paths.results_dir` (the repository's
+    """``results/train/<spec file stem>`` under :func:`dehazelab.paths.results_dir` (the repository's
     ``results/`` unless ``$DEHAZELAB_RESULTS`` is set) — never relative to the working directory."""
-    return paths.results_dir() / "runs" / Path(spec_path).stem
+    return paths.results_dir() / "train" / Path(spec_path).stem
 
 
 def _record(prep: Prepared, out_dir: Path, stop_at: int | None) -> dict[str, Any]:

@@ -201,7 +201,7 @@ del paper_net
 #
 # One table row = one configuration, trained once per seed with identical data, crops and steps.
 # Each (row, seed) is one *run*: a run spec declared in `dehazelab/runs/grids.py`, trained by the
-# pipeline as its own job into `results/<size>/runs/<id>/` (summary, per-image metrics, history, and
+# pipeline as its own job into `results/runs/<size>/<id>/` (summary, per-image metrics, history, and
 # the first seed's weights). The cell below reads those runs, and trains any that are missing here,
 # with a progress bar — change a parameter above and only the runs it changes are trained.
 #
@@ -222,7 +222,7 @@ del paper_net
 
 # %%
 # The runs of this notebook (rows above x seeds) are declared once, in dehazelab/runs/grids.py; each is
-# read from results/<size>/runs/<id>/ (trained there by the pipeline) or trained here when missing.
+# read from results/runs/<size>/<id>/ (trained there by the pipeline) or trained here when missing.
 run_grid = nb.runs()
 RUN_ORDER = list(dict.fromkeys(g.variant for g, _ in run_grid))
 NEEDED = set(RUN_ORDER)

@@ -29,7 +29,7 @@
 # 2. trains CUT, FastCUT and CycleGAN with the shared unpaired trainer on **unpaired** SOTS-indoor
 #    data — hazy images of one half of the training scenes, clear images of the *other* half, so no
 #    hazy image ever meets its own clear scene — with several seeds (the runs are read from
-#    `results/<size>/runs/`: trained there by the pipeline, or here when missing), scores PSNR/SSIM on
+#    `results/runs/<size>/`: trained there by the pipeline, or here when missing), scores PSNR/SSIM on
 #    the paired, unseen test scenes 1430–1439 and shows the three dehazers on real hazy photographs;
 # 3. regenerates the columns of CUT's Table 1 that we can measure here (quality, sec/iter, memory;
 #    all three methods in the same run on the same device) beside the paper's quoted numbers;
@@ -237,7 +237,7 @@ assert nce_demo.PatchNCE[1] < nce_demo.PatchNCE[0]
 # scored once, after its last iteration, on the paired test images at full resolution.
 #
 # The runs are not trained by this notebook's own loop: the grid (3 methods × `seeds`) is declared once
-# in `dehazelab/runs/grids.py`, and each run is read from `results/<size>/runs/<id>/` (its
+# in `dehazelab/runs/grids.py`, and each run is read from `results/runs/<size>/<id>/` (its
 # `summary.json`, `per_image.csv`, `history.csv`, and `weights.pt` for the first seed) — trained there by
 # the pipeline (one `python -m dehazelab train` job per run) before this notebook runs, or here, in the
 # kernel, when it is missing. The run id is a hash of everything that decides the run's numbers, so a
@@ -245,7 +245,7 @@ assert nce_demo.PatchNCE[1] < nce_demo.PatchNCE[0]
 
 # %%
 # The runs (3 methods × seeds) are declared once, in dehazelab/runs/grids.py; each is read from
-# results/<size>/runs/<id>/ when it has finished there and trained here, in the kernel, otherwise.
+# results/runs/<size>/<id>/ when it has finished there and trained here, in the kernel, otherwise.
 t_all = time.perf_counter()
 run_grid = nb.runs()
 print(f"{len(run_grid)} runs from {runs_dir(size)} ({time.perf_counter() - t_all:.0f} s in this kernel)")

@@ -37,7 +37,7 @@
 # 2. explains the idea: the scattering model's scene and haze factors, cross-encoder PatchNCE, and
 #    adversarially generated negatives;
 # 3. reads the ablation — **CycleGAN → + contrastive (in-image negatives) → + adversarial hard
-#    negatives (CDD-GAN) → + clear exemplars**, several seeds — from `results/<size>/runs/` (runs
+#    negatives (CDD-GAN) → + clear exemplars**, several seeds — from `results/runs/<size>/` (runs
 #    trained by the pipeline with the shared unpaired trainer, or here when missing) on the same
 #    unpaired SOTS split as notebook 02 (hazy images of train scenes 1400–1414, clear images of
 #    1415–1429), PSNR/SSIM on the paired unseen test scenes 1430–1439, with notebook 02's CUT as a
@@ -221,12 +221,12 @@ plt.show()
 # so the "CycleGAN" row is CDD-GAN's *backbone* (anti-aliased networks, the D → G order), not notebook
 # 02's official CycleGAN. Each run is scored once, after its last iteration, on the paired test images
 # at full resolution. The runs are declared in `dehazelab/runs/grids.py` and read from
-# `results/<size>/runs/<run id>/` (`summary.json`, `history.csv`, `per_image.csv`, and `weights.pt` for
+# `results/runs/<size>/<run id>/` (`summary.json`, `history.csv`, `per_image.csv`, and `weights.pt` for
 # the first seed): the pipeline trains them as separate jobs before this notebook runs; opened without
 # it, the notebook trains the missing ones here first. `config.json` lists the run ids used.
 
 # %%
-grid_runs = nb.runs()  # read from results/<size>/runs/<run id>/ when finished, else trained here first
+grid_runs = nb.runs()  # read from results/runs/<size>/<run id>/ when finished, else trained here first
 tab = grid_runs.table()
 runs = tab.rename(columns={"sec_per_step": "s_per_iter", "params": "params_G_A"})
 runs["run_s"] = tab.train_s + tab.eval_s  # training and scoring of the run

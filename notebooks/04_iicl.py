@@ -41,7 +41,7 @@
 # 3. plugs the framework into **two backbones** — AECR-Net (notebook 01, small width) and AOD-Net —
 #    compares, over several seeds, *backbone alone / + PRM / + IICL / + PRM + IICL* trained with the
 #    shared paired trainer on the SOTS-indoor train scenes 1400–1429 and tested on the unseen scenes
-#    1430–1439 — runs read from `results/<size>/runs/` (trained by the pipeline, or here when missing);
+#    1430–1439 — runs read from `results/runs/<size>/` (trained by the pipeline, or here when missing);
 # 4. reports mean ± 95 % CI PSNR/SSIM, a qualitative grid, and a claims table for "the framework
 #    benefits various dehazing models", per backbone.
 #
@@ -313,7 +313,7 @@ display(Markdown(
 # **Where the runs come from.** Each backbone × variant × seed is one training run, declared once
 # in `dehazelab/runs/grids.py` (`_grid_04`, from this notebook's parameters) as a run spec
 # (`model: iicl` / `iicl-aodnet`, `loss: iicl`, `warmup_steps` for the variants with a PRM). The
-# cell below reads every run from `results/<size>/runs/<id>/`: `summary.json` (PSNR/SSIM on the
+# cell below reads every run from `results/runs/<size>/<id>/`: `summary.json` (PSNR/SSIM on the
 # test images above, J₀ after the warm-up, parameters, timings, the VGG-19 used), `per_image.csv`,
 # `history.csv` and `warmup/history.csv`, and `weights.pt` for the first seed. The pipeline
 # (Snakemake) trains them as separate jobs before this notebook runs; opened without it, the cell

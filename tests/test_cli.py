@@ -175,7 +175,7 @@ def test_models_prints_each_committed_checkpoint_and_the_scores_of_its_run(tmp_p
     from dehazelab.methods import build_method
 
     results = tmp_path / "results"
-    small, runs = results / "small", results / "small" / "runs"
+    small, runs = results / "small", results / "runs" / "small"
     # AOD-Net: the committed file is a copy of the seed-0 run's weights.pt; a seed-1 run is a decoy
     torch.manual_seed(0)
     aod = export_weights(models.build("aodnet"), {"model": "aodnet", "kwargs": {}},
@@ -213,7 +213,7 @@ def test_models_prints_each_committed_checkpoint_and_the_scores_of_its_run(tmp_p
         "small weights: results/small/02_cut_fastcut/cut_small.pt",
         "test: PSNR 14.25 dB, SSIM 0.6123 on 20 sots-test images (run cut-s0-1234567890, 'cut')"]
     assert blocks["fastcut"][0] == "small weights: results/small/02_cut_fastcut/fastcut_small.pt"
-    assert blocks["fastcut"][1].startswith("test PSNR/SSIM: not recorded (no run in small/runs/")
+    assert blocks["fastcut"][1].startswith("test PSNR/SSIM: not recorded (no run in runs/small/")
     assert blocks["aecrnet"] == ["small weights: not committed"]
     assert blocks["dcp"] == []  # no training, no weights
     assert set(blocks) == set(models.MODELS)

@@ -177,9 +177,9 @@ def test_set_overrides(tmp_path, data_root):
 def test_default_out_dir_is_anchored_on_the_repository(tmp_path, monkeypatch):
     monkeypatch.delenv(paths.RESULTS_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    assert launch.default_out_dir("config/runs/smoke_paired.yaml") == paths.ROOT / "results" / "runs" / "smoke_paired"
+    assert launch.default_out_dir("config/runs/smoke_paired.yaml") == paths.ROOT / "results" / "train" / "smoke_paired"
     monkeypatch.setenv(paths.RESULTS_ENV, str(tmp_path / "res"))
-    assert launch.default_out_dir(SMOKE) == (tmp_path / "res").resolve() / "runs" / "smoke_paired"
+    assert launch.default_out_dir(SMOKE) == (tmp_path / "res").resolve() / "train" / "smoke_paired"
 
 
 def test_example_specs_hold_the_paper_recipes():

@@ -196,7 +196,7 @@ def test_ensure_grid_reads_a_notebooks_runs(tmp_path, monkeypatch):
     g = ensure_grid("02_cut_fastcut", p, progress=False)
     t = g.table()
     assert list(t.variant) == ["cut", "fastcut", "cyclegan"] and t.psnr.notna().all()
-    assert (tmp_path / "smoke" / "runs" / t.run[0] / "summary.json").is_file()
+    assert (tmp_path / "runs" / "smoke" / t.run[0] / "summary.json").is_file()
     cut = g.first("cut").method()
     assert set(cut.nets) >= {"G", "D", "F"} and not cut.generator().training
 

@@ -1,7 +1,7 @@
 """Training runs as first-class results: one spec, one folder, read when present, trained otherwise.
 
 A run spec (the ``python -m dehazelab train`` YAML, :mod:`dehazelab.launch`) describes one training
-run; :func:`run_id` names its folder ``results/<size>/runs/<id>/`` (:mod:`dehazelab.runs.store`).
+run; :func:`run_id` names its folder ``results/runs/<size>/<id>/`` (:mod:`dehazelab.runs.store`).
 Notebooks call :func:`ensure` once per run: it reads the run when its folder holds a finished
 ``summary.json`` and otherwise trains it in the kernel, with a progress bar, and then reads it. The
 Snakefile trains the same runs as jobs (one per run, ``python -m dehazelab train``) before the
@@ -22,10 +22,12 @@ __all__ = ["Run", "RunNotFinished", "GridResults", "ensure", "ensure_grid", "run
 
 
 def runs_dir(size: str) -> Path:
-    """``results/<size>/runs`` under :func:`dehazelab.paths.results_dir`."""
+    """``results/runs/<size>`` under :func:`dehazelab.paths.results_dir`. (Beside, not inside, the
+    notebooks' ``results/<size>/``: git checks files out in path order, so in a fresh clone the runs are
+    written before the notebook outputs that read them and Snakemake finds everything up to date.)"""
     from .. import paths
 
-    return paths.results_dir() / size / "runs"
+    return paths.results_dir() / "runs" / size
 
 
 def _spec(spec: Any):
@@ -105,7 +107,7 @@ class GridResults:
 
 def ensure_grid(notebook: str, params: Mapping[str, Any], *, progress: bool = True) -> GridResults:
     """Every run of ``notebook``'s grid (:func:`dehazelab.runs.grids.grid` of ``params``, the notebook's
-    parameters), read from ``results/<size>/runs/`` or trained there first (:func:`ensure`). Runs are
+    parameters), read from ``results/runs/<size>/`` or trained there first (:func:`ensure`). Runs are
     trained with ``params["threads"]`` torch threads when they have to be trained here."""
     from .grids import grid
 

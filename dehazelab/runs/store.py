@@ -1,7 +1,7 @@
 """Where a run's results live and how they are read back.
 
 A *run* is one training run described by a run spec (:mod:`dehazelab.launch`). Its folder is
-``results/<size>/runs/<id>/`` where the id is derived from the spec (:func:`run_id`): the same spec
+``results/runs/<size>/<id>/`` where the id is derived from the spec (:func:`run_id`): the same spec
 always lands in the same folder, and a changed spec in a new one. The folder holds
 
 =====================  ===================================================================  =========
