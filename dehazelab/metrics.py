@@ -22,6 +22,10 @@
    designed to reproduce convention (1) exactly (tested against scikit-image to 1e-4), so a validation
    curve and the final table speak the same language without a GPU→numpy round trip.
 
+Colour error: :func:`delta_e` / :func:`batch_delta_e` are the mean CIEDE2000 difference between the
+two images (scikit-image's ``rgb2lab`` + ``deltaE_ciede2000``, sRGB input, D65): ~1 is a just
+noticeable difference, a sepia or pink cast is 10 or more. Lower is better.
+
 :func:`evaluate_pair` returns the three numbers most tables need for one image pair.
 
 Shapes: numpy images are ``HxWx3``; torch images are ``3xHxW`` (or ``1x3xHxW``) for the single-image
@@ -46,6 +50,8 @@ __all__ = [
     "ssim_ffa",
     "batch_psnr",
     "batch_ssim",
+    "delta_e",
+    "batch_delta_e",
     "evaluate_pair",
     "gaussian_window",
 ]
@@ -262,6 +268,21 @@ def batch_ssim(pred: torch.Tensor, gt: torch.Tensor, win_size: int = 7) -> torch
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.mean(dim=(-2, -1)).mean(dim=1)
+
+
+def delta_e(pred, gt) -> float:
+    """Mean CIEDE2000 colour difference (scikit-image) between two images in [0, 1] (clipped first)."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    p, g = _pair_numpy(pred, gt)
+    return float(np.mean(deltaE_ciede2000(rgb2lab(g), rgb2lab(p), channel_axis=-1)))
+
+
+def batch_delta_e(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-image :func:`delta_e` of ``Bx3xHxW`` tensors -> ``tensor[B]`` (float64, on the CPU; computed
+    by scikit-image in numpy, so not differentiable)."""
+    p, g = _pair_torch(pred, gt, batched=True)
+    return torch.tensor([delta_e(a, b) for a, b in zip(p.detach().cpu(), g.detach().cpu())], dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -282,3 +282,18 @@ def test_load_official_state_dict_round_trip():
         torch.testing.assert_close(dst(x), src(x), rtol=0, atol=0)
     with pytest.raises(ValueError):
         load_official_state_dict(AECRNet(ngf=16, shared=False), official)
+
+
+def test_global_residual_adds_the_input_to_the_same_network_output():
+    from dehazelab.models.aecrnet import AECRNet
+
+    torch.manual_seed(0)
+    plain = AECRNet(ngf=8, dfe_backend="grid_sample")
+    res = AECRNet(ngf=8, dfe_backend="grid_sample", global_residual=True)
+    res.load_state_dict(plain.state_dict())  # the switch adds no parameters
+    x = torch.rand(2, 3, 16, 20)
+    plain.eval(), res.eval()
+    with torch.no_grad():
+        assert torch.allclose(res(x), x + plain(x), atol=1e-6)
+        assert not torch.allclose(res(x), plain(x))
+    assert AECRNet(ngf=8).global_residual is False  # the paper's model stays the default

@@ -259,3 +259,41 @@ def test_evaluate_pair_keys_and_values():
     assert out["ssim"] == pytest.approx(M.ssim(pred, gt))
     assert out["ssim_ffa"] == pytest.approx(M.ssim_ffa(pred, gt))
     assert all(isinstance(v, float) for v in out.values())
+
+
+# ---- colour error (CIEDE2000) ----------------------------------------------------------------------
+
+
+def _srgb_to_L(v: float) -> float:
+    """CIE L* of an sRGB gray level v in [0, 1] (D65): the sRGB transfer curve, then the L* formula."""
+    lin = v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+    return 116.0 * lin ** (1 / 3) - 16.0 if lin > (6 / 29) ** 3 else 903.3 * lin
+
+
+def test_delta_e_of_two_grays_matches_the_ciede2000_lightness_term():
+    from dehazelab.metrics import delta_e
+
+    # two grays have a* = b* = 0, so CIEDE2000 reduces to |ΔL| / S_L with
+    # S_L = 1 + 0.015 (L̄ - 50)² / sqrt(20 + (L̄ - 50)²)   (Sharma et al. 2005, eq. 9-10)
+    a, b = 0.3, 0.55
+    La, Lb = _srgb_to_L(a), _srgb_to_L(b)
+    Lm = (La + Lb) / 2
+    expected = abs(Lb - La) / (1 + 0.015 * (Lm - 50) ** 2 / math.sqrt(20 + (Lm - 50) ** 2))
+    got = delta_e(np.full((8, 9, 3), a), np.full((8, 9, 3), b))
+    assert got == pytest.approx(expected, rel=1e-3)
+
+
+def test_delta_e_is_zero_on_identity_and_batch_matches_single():
+    from dehazelab.metrics import batch_delta_e, delta_e
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(3, 3, 16, 12, generator=g), torch.rand(3, 3, 16, 12, generator=g)
+    assert torch.all(batch_delta_e(x, x) == 0)
+    batch = batch_delta_e(x, y)
+    assert batch.shape == (3,)
+    assert batch.tolist() == pytest.approx([delta_e(a, b) for a, b in zip(x, y)])
+    # a colour cast costs more than the same change spread over lightness only
+    gray = torch.full((1, 3, 8, 8), 0.5)
+    cast = gray.clone()
+    cast[:, 0] += 0.2
+    assert float(batch_delta_e(cast, gray)) > float(batch_delta_e(gray + 0.2 / 3, gray))

@@ -203,3 +203,34 @@ def test_init_weights_xavier_and_normal():
     assert lin[1].bias.abs().max() == 0 and abs(lin[1].weight.mean().item() - 1) < 0.05
     with pytest.raises(ValueError):
         init_weights(lin, "uniformish")
+
+
+def test_global_residual_generator_returns_input_plus_output_on_both_paths():
+    torch.manual_seed(0)
+    plain = ResnetGenerator(ngf=8, n_blocks=2)
+    res = ResnetGenerator(ngf=8, n_blocks=2, global_residual=True)
+    res.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        y = plain(x)
+        assert torch.allclose(res(x), x + y, atol=1e-6)
+        out, feats = res(x, layers=[0, 4])
+        assert torch.allclose(out, x + y, atol=1e-6)
+        assert torch.equal(feats[0], plain(x, layers=[0], encode_only=True)[0])  # taps are unchanged
+    with pytest.raises(ValueError, match="in_ch == out_ch"):
+        ResnetGenerator(in_ch=1, out_ch=3, global_residual=True)
+
+
+@pytest.mark.parametrize("name", ["cut", "fastcut", "cyclegan", "cddgan"])
+def test_methods_pass_global_residual_to_their_generators(name):
+    from dehazelab.methods import build_method
+
+    kw = dict(ngf=8, ndf=8, n_blocks=1, seed=0)
+    if name in ("cut", "fastcut", "cddgan"):
+        kw["nce_layers"] = (0, 4)
+    with torch.no_grad():
+        plain, res = build_method(name, **kw), build_method(name, **kw, global_residual=True)
+    assert "global_residual" not in plain.g_kwargs  # default runs record the same kwargs as before
+    assert res.g_kwargs["global_residual"] is True
+    gens = [m for net in res.nets.values() for m in net.modules() if isinstance(m, ResnetGenerator)]
+    assert gens and all(g.global_residual for g in gens)

@@ -205,7 +205,7 @@ class CDDGAN(UnpairedMethod):
                  netF_nc: int = 256, negatives: str | None = None, num_negatives: int = 256, z_dim: int = 64,
                  lambda_MS: float = 1.0, momentum: float = 0.9, exemplars: bool | None = None,
                  lambda_exemplar: float = 1.0, lr: float = 2e-4, betas: Sequence[float] = (0.5, 0.999),
-                 init_type: str = "xavier", init_gain: float = 0.02, seed: int = 0):
+                 init_type: str = "xavier", init_gain: float = 0.02, seed: int = 0, global_residual: bool = False):
         super().__init__()
         if variant not in CDDGAN_VARIANTS:
             raise ValueError(f"unknown CDD-GAN variant {variant!r}; choose from {sorted(CDDGAN_VARIANTS)}")
@@ -233,6 +233,8 @@ class CDDGAN(UnpairedMethod):
             raise ValueError(f"num_negatives must be even and >= 2 (diversity term), got {num_negatives}")
         self.g_kwargs = {"ngf": int(ngf), "n_blocks": int(n_blocks), "antialias": bool(antialias),
                          "antialias_up": bool(antialias_up)}
+        if global_residual:  # generator output x + G(x) (CPU-scale recipe; models/resnet_generator.py)
+            self.g_kwargs["global_residual"] = True
         self.d_kwargs = {"ndf": int(ndf), "n_layers": int(n_layers_D), "antialias": bool(antialias)}
 
         gen = torch.Generator().manual_seed(self.seed)

@@ -102,7 +102,7 @@ class CUT(UnpairedMethod):
                  netF_nc: int = 256, lambda_GAN: float = 1.0, lambda_NCE: float | None = None,
                  nce_idt: bool | None = None, flip_equivariance: bool | None = None, gan_mode: str = "lsgan",
                  lr: float = 2e-4, betas: Sequence[float] = (0.5, 0.999), init_type: str = "xavier",
-                 init_gain: float = 0.02, seed: int = 0):
+                 init_gain: float = 0.02, seed: int = 0, global_residual: bool = False):
         super().__init__()
         if mode not in CUT_MODES:
             raise ValueError(f"unknown CUT mode {mode!r}; choose from {sorted(CUT_MODES)}")
@@ -122,6 +122,8 @@ class CUT(UnpairedMethod):
         self.init_type, self.init_gain, self.seed = init_type, float(init_gain), int(seed)
         self.g_kwargs = {"ngf": int(ngf), "n_blocks": int(n_blocks), "antialias": bool(antialias),
                          "antialias_up": bool(antialias_up)}
+        if global_residual:  # generator output x + G(x) (CPU-scale recipe; models/resnet_generator.py)
+            self.g_kwargs["global_residual"] = True
         self.d_kwargs = {"ndf": int(ndf), "n_layers": int(n_layers_D), "antialias": bool(antialias)}
 
         gen = torch.Generator().manual_seed(self.seed)

@@ -106,7 +106,7 @@ class CycleGAN(UnpairedMethod):
                  ndf: int = 64, n_layers_D: int = 3, lambda_A: float = 10.0, lambda_B: float = 10.0,
                  lambda_identity: float = 0.5, pool_size: int = 50, gan_mode: str = "lsgan", lr: float = 2e-4,
                  betas: Sequence[float] = (0.5, 0.999), init_type: str = "normal", init_gain: float = 0.02,
-                 seed: int = 0):
+                 seed: int = 0, global_residual: bool = False):
         super().__init__()
         if gan_mode not in GAN_MODES:
             raise ValueError(f"unknown gan_mode {gan_mode!r}; choose from {GAN_MODES}")
@@ -116,6 +116,8 @@ class CycleGAN(UnpairedMethod):
         self.init_type, self.init_gain, self.seed = init_type, float(init_gain), int(seed)
         self.g_kwargs = {"ngf": int(ngf), "n_blocks": int(n_blocks), "antialias": bool(antialias),
                          "antialias_up": bool(antialias if antialias_up is None else antialias_up)}
+        if global_residual:  # generator output x + G(x) (CPU-scale recipe; models/resnet_generator.py)
+            self.g_kwargs["global_residual"] = True
         self.d_kwargs = {"ndf": int(ndf), "n_layers": int(n_layers_D), "antialias": bool(antialias)}
 
         gen = torch.Generator().manual_seed(self.seed)

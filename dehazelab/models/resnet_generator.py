@@ -106,15 +106,24 @@ class ResnetGenerator(nn.Module):
     antialias_up:
         Bilinear (= CUT's fixed-filter) up-sampling followed by a conv (CUT default True;
         CycleGAN: False, i.e. stride-2 transposed convolutions).
+    global_residual:
+        Return ``x + net(x)`` (the Tanh output read as a correction of the input, as FFA-Net's
+        global residual); not in CUT or CycleGAN (default False). A generator that starts near the
+        identity keeps the scene's structure while the GAN learns the haze-free look: the CPU-scale
+        recipe of the small size (the notebooks say where it is used). The output can leave [-1, 1];
+        evaluation clamps.
     """
 
     def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, n_blocks: int = 9,
-                 antialias: bool = True, antialias_up: bool = True):
+                 antialias: bool = True, antialias_up: bool = True, global_residual: bool = False):
         super().__init__()
         if n_blocks < 0:
             raise ValueError("n_blocks must be >= 0")
         self.in_ch, self.out_ch, self.ngf, self.n_blocks = in_ch, out_ch, ngf, n_blocks
         self.antialias, self.antialias_up = antialias, antialias_up
+        self.global_residual = bool(global_residual)
+        if global_residual and in_ch != out_ch:
+            raise ValueError(f"global_residual needs in_ch == out_ch, got {in_ch} and {out_ch}")
 
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -159,7 +168,7 @@ class ResnetGenerator(nn.Module):
         if not layers:
             if encode_only:
                 raise ValueError("encode_only=True needs at least one layer index")
-            return self.model(x)
+            return self._out(x, self.model(x))
         wanted = [int(i) for i in layers]
         n = len(self.model)
         for i in wanted:
@@ -175,7 +184,10 @@ class ResnetGenerator(nn.Module):
             if encode_only and idx == last:
                 break
         feats = [found[i] for i in wanted]
-        return feats if encode_only else (feat, feats)
+        return feats if encode_only else (self._out(x, feat), feats)
+
+    def _out(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + y if self.global_residual else y
 
     def feature_channels(self, layers: Sequence[int] = CUT_NCE_LAYERS) -> list[int]:
         """Channel count of the activation at each index in ``layers`` (for building projection heads)."""

@@ -30,7 +30,7 @@ J0_FILE = "j0.json"
 
 
 def score(model, test_set, device=None) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Means and per-image rows (``name``, ``psnr``, ``ssim``) of ``model`` on ``test_set``."""
+    """Means and per-image rows (``name``, ``psnr``, ``ssim``, ``delta_e``) of ``model`` on ``test_set``."""
     from ..train.paired import evaluate
 
     rows: list[dict[str, Any]] = []
@@ -104,7 +104,7 @@ def finish(prep, out: Path, info: dict[str, Any], *, keep_weights: bool, label: 
         res, rows = score(net, prep.test_set)
         with atomic_open(out / PER_IMAGE_FILE) as f:
             pd.DataFrame(rows).to_csv(f, index=False)
-        summary.update(psnr=res["psnr"], ssim=res["ssim"], n_test=res["n"])
+        summary.update(psnr=res["psnr"], ssim=res["ssim"], delta_e=res.get("delta_e"), n_test=res["n"])
     summary["eval_s"] = time.perf_counter() - t0
     j0 = out / WARMUP_DIR / "j0.json"
     if j0.is_file():

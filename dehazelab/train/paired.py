@@ -302,14 +302,14 @@ def epoch_loader(train_set: Dataset, cfg: PairedTrainConfig, epoch: int, start_b
 # --------------------------------------------------------------------------------------------
 def _default_metric_fn() -> MetricFn:
     try:
-        from dehazelab.metrics import batch_psnr, batch_ssim
+        from dehazelab.metrics import batch_delta_e, batch_psnr, batch_ssim
     except ImportError as e:  # pragma: no cover - depends on another module being present
         raise ImportError(
             "evaluate() needs dehazelab.metrics (batch_psnr, batch_ssim) or an explicit metric_fn"
         ) from e
 
     def metric_fn(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"psnr": batch_psnr(pred, gt), "ssim": batch_ssim(pred, gt)}
+        return {"psnr": batch_psnr(pred, gt), "ssim": batch_ssim(pred, gt), "delta_e": batch_delta_e(pred, gt)}
 
     return metric_fn
 
@@ -328,7 +328,7 @@ def evaluate(
 
     ``dataset[i]`` must be a dict with ``"hazy"`` and ``"clear"`` (3×H×W in [0, 1]).
     ``metric_fn(pred, gt)`` returns per-image tensors (default: ``dehazelab.metrics.batch_psnr`` /
-    ``batch_ssim``). Returns ``{"psnr": mean, "ssim": mean, ..., "n": images}``. The model's
+    ``batch_ssim`` / ``batch_delta_e``). Returns ``{"psnr": mean, "ssim": mean, ..., "n": images}``. The model's
     train/eval mode is restored afterwards.
     """
     metric_fn = metric_fn or _default_metric_fn()
