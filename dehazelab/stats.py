@@ -201,3 +201,19 @@ def ordering_verdict(d_ge: float, h_ge: float, d_gt: float, h_gt: float, what_gt
 
 
 __all__.append("ordering_verdict")
+
+
+def detectable_difference(sd: float, n: int, power: float = 0.8, alpha: float = 0.05) -> float:
+    """Smallest true mean difference that ``n`` paired seeds with seed-to-seed standard deviation
+    ``sd`` (of the per-seed differences) detect with a two-sided paired t-test at level ``alpha``
+    with probability ``power``: ``(t₁₋α/₂,ₙ₋₁ + t_power,ₙ₋₁) · sd / √n`` (the usual t approximation of
+    the non-central t). With ``power=0.5`` it is the 95 % half-width itself. NaN for n < 2.
+    """
+    from scipy.stats import t
+
+    if n < 2 or not math.isfinite(sd):
+        return float("nan")
+    return float((t.ppf(1 - alpha / 2, n - 1) + t.ppf(power, n - 1)) * sd / math.sqrt(n))
+
+
+__all__.append("detectable_difference")

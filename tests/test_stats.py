@@ -90,3 +90,19 @@ def test_seed_summary_means_and_intervals_per_name_in_order():
     assert t.loc[1, "SSIM"] == pytest.approx(0.8) and np.isnan(t.loc[0, "PSNR ±95%"])
     with pytest.raises(KeyError, match="'c'"):
         S.seed_summary(runs, "config", ["c"])
+
+
+def test_detectable_difference_has_the_requested_power_in_simulation():
+    from scipy.stats import ttest_1samp
+
+    from dehazelab.stats import detectable_difference
+
+    rng = np.random.default_rng(0)
+    for n in (3, 5):
+        d = detectable_difference(1.0, n)
+        diffs = rng.normal(d, 1.0, size=(4000, n))
+        p = ttest_1samp(diffs, 0.0, axis=1).pvalue
+        assert 0.72 < np.mean(p < 0.05) < 0.88  # the t approximation of the non-central t, within a few %
+    assert detectable_difference(1.0, 3, power=0.5) == pytest.approx(st.t.ppf(0.975, 2) / np.sqrt(3))
+    assert np.isnan(detectable_difference(1.0, 1))
+    assert detectable_difference(2.0, 5) == pytest.approx(2 * detectable_difference(1.0, 5))
