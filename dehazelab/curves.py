@@ -1,0 +1,84 @@
+"""Learning curves: test (or validation) quality against training CPU-minutes, from run histories.
+
+A run trained with ``train.eval_every > 0`` logs PSNR / SSIM / colour error (``eval_delta_e``, mean
+CIEDE2000) at every evaluation. :func:`learning_curve` turns its ``history.csv`` into one row per
+evaluation with the training minutes spent up to it (the summed per-step times of the logged windows;
+evaluation time is not counted; a staged run's PRM warm-up time is added in front).
+:func:`plot_learning_curves` draws several variants (mean over seeds, min–max band) with reference
+lines such as the hazy input and the dark channel prior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["learning_curve", "plot_learning_curves", "CURVE_METRICS"]
+
+#: (column, axis label) of the three quality measures, in plotting order.
+CURVE_METRICS = (("psnr", "PSNR (dB) ↑"), ("ssim", "SSIM ↑"), ("delta_e", "colour error ΔE2000 ↓"))
+
+
+def _minutes(h: pd.DataFrame) -> pd.Series:
+    sec = h["time_per_step"] if "time_per_step" in h else h["sec_per_step"]  # paired | unpaired trainer
+    window = h["step"].diff().fillna(h["step"].iloc[0])
+    return (sec * window).cumsum() / 60.0
+
+
+def learning_curve(history: pd.DataFrame, warmup: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``step``, ``cpu_min``, ``psnr``, ``ssim``, ``delta_e`` at each evaluation of a run's history.
+
+    ``warmup``: the history of a staged run's first stage; its training time is added to ``cpu_min``.
+    A history without evaluations gives an empty frame (train with ``eval_every`` to get a curve).
+    """
+    if history.empty:
+        return pd.DataFrame(columns=["step", "cpu_min", "psnr", "ssim", "delta_e"])
+    h = history.copy()
+    h["cpu_min"] = _minutes(h)
+    if warmup is not None and not warmup.empty:
+        h["cpu_min"] += float(_minutes(warmup).iloc[-1])
+    if "psnr" not in h:
+        return pd.DataFrame(columns=["step", "cpu_min", "psnr", "ssim", "delta_e"])
+    ev = h.dropna(subset=["psnr"])
+    out = pd.DataFrame({"step": ev["step"].astype(int), "cpu_min": ev["cpu_min"], "psnr": ev["psnr"], "ssim": ev["ssim"],
+                        "delta_e": ev["eval_delta_e"] if "eval_delta_e" in ev else np.nan})
+    return out.reset_index(drop=True)
+
+
+def plot_learning_curves(curves: Mapping[str, Sequence[pd.DataFrame]], refs: Mapping[str, Mapping[str, float]] | None = None,
+                         title: str = "", axes=None):
+    """One panel per metric of :data:`CURVE_METRICS`: for each variant (``curves[label]`` = one curve per
+    seed, from :func:`learning_curve`) the mean over seeds at each evaluation step against the mean
+    CPU-minutes, with the seeds' min–max as a band; ``refs`` (label -> ``{"psnr", "ssim", "delta_e"}``)
+    as horizontal dashed lines. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.6 * len(CURVE_METRICS), 3.6))
+    else:
+        fig = axes[0].figure
+    styles = [":", "--", "-."]
+    for ax, (col, label) in zip(axes, CURVE_METRICS):
+        for name, seeds in curves.items():
+            seeds = [c for c in seeds if len(c)]
+            if not seeds:
+                continue
+            df = pd.concat([c.assign(seed=i) for i, c in enumerate(seeds)])
+            g = df.groupby("step")
+            x, m = g["cpu_min"].mean(), g[col].mean()
+            line, = ax.plot(x, m, marker=".", label=f"{name} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
+            if len(seeds) > 1:
+                ax.fill_between(x, g[col].min(), g[col].max(), color=line.get_color(), alpha=0.15, lw=0)
+        for i, (name, ref) in enumerate((refs or {}).items()):
+            if col in ref and ref[col] is not None and np.isfinite(ref[col]):
+                ax.axhline(ref[col], color="k", ls=styles[i % len(styles)], lw=1, label=name)
+        ax.set_xlabel("training CPU-minutes (1 thread)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
