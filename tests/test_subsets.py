@@ -162,3 +162,19 @@ def test_verify_reports_a_one_byte_change_in_a_copy_of_real_files(tmp_path):
     assert report.mismatched == [chosen[0]] and report.missing == []
     # against the whole manifest, everything else is missing from the copy
     assert len(verify(tmp_path).missing) == 244
+
+
+def test_distinct_scenes_gives_one_image_per_scene_with_varied_haze():
+    from collections import namedtuple
+
+    from dehazelab.data.selection import distinct_scenes
+
+    P = namedtuple("P", "scene level")
+    pairs = [P(str(s), str(lv)) for s in range(1430, 1440) for lv in (1, 7)]
+    idx = distinct_scenes(pairs, 4)
+    chosen = [pairs[i] for i in idx]
+    assert len({p.scene for p in chosen}) == 4  # four different scenes
+    assert chosen[0].scene == "1430" and chosen[-1].scene == "1439"  # spread over the list
+    assert {p.level for p in chosen} == {"1", "7"}  # light and dense haze both shown
+    assert distinct_scenes(pairs[:4], 5) == [0, 3]  # only two scenes there
+    assert distinct_scenes(pairs, 0) == []

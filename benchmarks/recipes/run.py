@@ -2,7 +2,8 @@
 
     python benchmarks/recipes/run.py [--only NAME ...] [--list]
 
-Each entry is a spec of ``specs/`` plus ``--set`` overrides; its run folder is ``runs/<name>/``. A run
+Each entry is a spec of ``specs/`` plus ``--set`` overrides (and optionally ``stop_at: N``: train the
+first N steps of the schedule only, for costly variants); its run folder is ``runs/<name>/``. A run
 whose ``summary.json`` exists is skipped; an interrupted one resumes from its ``last.pt`` (the
 trainer's resume). Runs use the thread count of their spec (1), so two queues can run side by side
 on two cores (a queue skips a run another one is training: ``runs/<name>/.running``). Learning curves: ``python benchmarks/recipes/curves.py``.
@@ -30,6 +31,19 @@ def load_queue() -> list[dict]:
     return q
 
 
+def finished(e: dict) -> bool:
+    """A run is finished when it wrote summary.json, or (``stop_at: N`` entries: a partial run of a
+    longer schedule, for costly variants) when its history reached step N."""
+    out = HERE / "runs" / e["name"]
+    if (out / "summary.json").is_file():
+        return True
+    h = out / "history.csv"
+    if e.get("stop_at") and h.is_file():
+        lines = h.read_text().strip().splitlines()
+        return len(lines) > 1 and int(lines[-1].split(",")[0]) >= int(e["stop_at"])
+    return False
+
+
 def claim(out: Path) -> bool:
     """Take ``out/.running`` (so several queues can share the list); a lock of a dead process is taken over."""
     out.mkdir(parents=True, exist_ok=True)
@@ -51,13 +65,13 @@ def main() -> int:
     args = ap.parse_args()
     if args.list:
         for e in load_queue():
-            done = (HERE / "runs" / e["name"] / "summary.json").is_file()
+            done = finished(e)
             print(f"{'done' if done else 'todo':5} {e['name']}: {e['spec']} {' '.join(e.get('set', []))}")
         return 0
     tried: set[str] = set()
     while True:  # the queue is re-read after every run, so entries can be added or reordered meanwhile
         todo = [e for e in load_queue() if e["name"] not in tried
-                and not (HERE / "runs" / e["name"] / "summary.json").is_file()
+                and not finished(e)
                 and (args.only is None or e["name"] in args.only)]
         e = next((e for e in todo if claim(HERE / "runs" / e["name"])), None)
         if e is None:
@@ -68,6 +82,8 @@ def main() -> int:
                "--label", e["name"]]
         for s in e.get("set", []):
             cmd += ["--set", s]
+        if e.get("stop_at"):
+            cmd += ["--stop-at", str(e["stop_at"])]
         print("+", " ".join(cmd), flush=True)
         rc = subprocess.call(cmd)
         (out / ".running").unlink(missing_ok=True)

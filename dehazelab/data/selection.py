@@ -23,7 +23,7 @@ from .layouts import natural_key
 
 T = TypeVar("T")
 
-__all__ = ["filter_pairs", "spread", "scene_halves"]
+__all__ = ["filter_pairs", "spread", "scene_halves", "distinct_scenes"]
 
 
 def filter_pairs(pairs: Sequence[T], scenes: Iterable[Any] | None = None,
@@ -67,3 +67,21 @@ def scene_halves(pairs: Sequence[T]) -> tuple[list[T], list[T], list[str], list[
     hazy = [p for p in pairs if str(p.scene) in hs]
     clear = list({str(p.scene): p for p in pairs if str(p.scene) in cs}.values())
     return hazy, clear, hazy_scenes, clear_scenes
+
+
+def distinct_scenes(pairs: Sequence[T], k: int) -> list[int]:
+    """Indices of ``k`` pairs of *different* scenes for a qualitative figure: the scenes are spread
+    evenly over the sorted scene list, and the haze level taken from each scene cycles through the
+    levels present (so the rows show both light and dense haze). Fewer than ``k`` when there are fewer
+    scenes. Items without a ``scene`` attribute count as scenes of their own."""
+    if k <= 0:
+        return []
+    by_scene: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_scene.setdefault(str(getattr(p, "scene", i)), []).append(i)
+    chosen = spread(list(by_scene), k)
+    out = []
+    for j, scene in enumerate(chosen):
+        idx = by_scene[scene]
+        out.append(idx[j % len(idx)])
+    return out
