@@ -180,6 +180,21 @@ def test_every_notebook_grid_expands_at_smoke_and_small(nb):
             assert launch.parse_spec(resolved).to_dict() == resolved, r.id
 
 
+@pytest.mark.parametrize("nb", sorted(GRIDS))
+def test_global_residual_reaches_every_learned_generator_and_is_absent_by_default(nb):
+    p = notebook_params(nb, {"size": "smoke"})
+    plain = grid(nb, p, has_data=True)
+    res = grid(nb, {**p, "global_residual": True, "eval_every": 3}, has_data=True)
+    assert "global_residual" not in json.dumps([r.spec for r in plain])  # today's runs keep their ids
+    for r in res:
+        kw = r.spec.get("model_kwargs") or r.spec.get("method_kwargs")
+        if r.spec.get("model") == "aodnet" or kw.get("backbone") == "aodnet":
+            assert "global_residual" not in json.dumps(kw)  # AOD-Net's K-formulation has no such output
+        else:
+            assert (kw.get("backbone_kwargs") or kw)["global_residual"] is True, r.variant
+        assert r.spec["train"]["eval_every"] == 3
+
+
 def test_notebook_defaults_read_the_parameters_cell():
     d = notebook_defaults("01_cr_aecrnet")
     assert d["size"] == "smoke" and isinstance(d["seeds"], list) and "steps" in d and "tables" in d

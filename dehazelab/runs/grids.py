@@ -72,11 +72,17 @@ def _data(p: Mapping[str, Any], has_data: bool) -> dict[str, Any]:
 def _paired_train(p: Mapping[str, Any], seed: int, threads: int, steps: int | None = None) -> dict[str, Any]:
     steps = int(p["steps"] if steps is None else steps)
     return {"steps": steps, "batch_size": int(p["batch_size"]), "crop": int(p["crop"]), "lr": float(p["lr"]),
-            "seed": seed, "threads": threads, "eval_every": 0, "log_every": max(1, steps // 20)}
+            "seed": seed, "threads": threads, "eval_every": int(p.get("eval_every", 0)), "log_every": max(1, steps // 20)}
+
+
+def _residual(p: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"global_residual": True}`` when the notebook's ``global_residual`` parameter is on, else ``{}``
+    (so runs without it keep the ids they had before the switch existed)."""
+    return {"global_residual": True} if p.get("global_residual", False) else {}
 
 
 def _grid_01(p: Mapping[str, Any], threads: int, has_data: bool) -> list[GridRun]:
-    ae = {"ngf": int(p["ngf"])}
+    ae = {"ngf": int(p["ngf"]), **_residual(p)}
     beta, r = float(p["beta"]), int(p["r"])
     cr = {"beta": beta, "vgg_weights": p["vgg_weights"]}
     variants = {
@@ -121,13 +127,14 @@ def _unpaired_train(p: Mapping[str, Any], seed: int, threads: int, decay_fractio
                     decay_data: str = "keep") -> dict[str, Any]:
     steps = int(p["steps"])
     n_decay = round(steps * decay_fraction)
-    return {"n_steps": steps - n_decay, "n_steps_decay": n_decay, "crop": int(p["crop"]), "batch_size": 1,
-            "augment": True, "decay_data": decay_data, "eval_every": 0, "seed": seed, "threads": threads,
+    return {"n_steps": steps - n_decay, "n_steps_decay": n_decay, "crop": int(p["crop"]),
+            "batch_size": int(p.get("batch_size", 1)), "augment": True, "decay_data": decay_data,
+            "eval_every": int(p.get("eval_every", 0)), "seed": seed, "threads": threads,
             "log_every": max(1, steps // 25)}
 
 
 def _grid_02(p: Mapping[str, Any], threads: int, has_data: bool) -> list[GridRun]:
-    common = {"ngf": int(p["ngf"]), "n_blocks": int(p["n_blocks"]), "ndf": int(p["ndf"])}
+    common = {"ngf": int(p["ngf"]), "n_blocks": int(p["n_blocks"]), "ndf": int(p["ndf"]), **_residual(p)}
     kwargs = {"cut": {**common, "num_patches": int(p["num_patches"])},
               "fastcut": {**common, "num_patches": int(p["num_patches"])}, "cyclegan": common}
     seeds = [int(s) for s in p["seeds"]]
@@ -148,7 +155,7 @@ CDDGAN_ROWS = ("cyclegan", "contrastive", "cddgan", "cddgan_exemplars")
 def _grid_03(p: Mapping[str, Any], threads: int, has_data: bool) -> list[GridRun]:
     common = {"ngf": int(p["ngf"]), "n_blocks": int(p["n_blocks"]), "ndf": int(p["ndf"]),
               "num_patches": int(p["num_patches"]), "num_negatives": int(p["num_negatives"]),
-              "netF_nc": int(p["netF_nc"])}
+              "netF_nc": int(p["netF_nc"]), **_residual(p)}
     seeds = [int(s) for s in p["seeds"]]
     out = []
     for seed in seeds:
@@ -171,7 +178,8 @@ def _grid_04(p: Mapping[str, Any], threads: int, has_data: bool) -> list[GridRun
     out = []
     for bb in p["backbones"]:
         for variant, v in IICL_VARIANTS.items():
-            kw: dict[str, Any] = {"backbone": bb, "backbone_kwargs": {"ngf": int(p["ngf"])} if bb == "aecrnet" else {},
+            kw: dict[str, Any] = {"backbone": bb,
+                                  "backbone_kwargs": {"ngf": int(p["ngf"]), **_residual(p)} if bb == "aecrnet" else {},
                                   "use_prm": v["prm"]}
             if v["prm"]:
                 kw.update(prm_width=int(p["prm_width"]), arm_input=p["arm_input"])
