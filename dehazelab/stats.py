@@ -217,3 +217,33 @@ def detectable_difference(sd: float, n: int, power: float = 0.8, alpha: float = 
 
 
 __all__.append("detectable_difference")
+
+
+#: One verdict per claim (:func:`claim_verdicts`): ``mixed`` = held in one setting or metric, not held in another.
+CLAIM_CATEGORIES: tuple[str, ...] = ("held", "mixed", "not shown", "not held", "undetermined")
+
+
+def combine_categories(categories: Iterable[str]) -> str:
+    """One category for a claim tested in several settings or metrics (rows of ``claims_long``): ``held``
+    when some row is held and none is not held, ``not held`` in the opposite case, ``mixed`` when both
+    occur, else ``not shown`` (or ``undetermined`` when every row is)."""
+    cats = set(categories)
+    if "held" in cats and "not held" in cats:
+        return "mixed"
+    if "held" in cats:
+        return "held"
+    if "not held" in cats:
+        return "not held"
+    return "undetermined" if cats == {"undetermined"} else "not shown"
+
+
+def claim_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
+    """One row per ``(paper, claim)`` of a stacked ``claims_long`` table: how many rows (settings ×
+    metrics) tested it, their categories, and the combined category of :func:`combine_categories` —
+    so a claim measured at two settings or on two metrics is counted once."""
+    g = claims.groupby(["paper", "claim"], sort=False)["category"]
+    return pd.DataFrame({"rows": g.size(), "categories": g.agg(lambda c: ", ".join(sorted(set(c)))),
+                         "category": g.agg(combine_categories)}).reset_index()
+
+
+__all__ += ["CLAIM_CATEGORIES", "combine_categories", "claim_verdicts"]

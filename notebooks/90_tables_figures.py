@@ -228,7 +228,10 @@ display(iicl)
 # Each paper notebook writes `claims_long.csv`: one row per (claim, metric) with the paired-by-seed
 # difference, its 95 % half-width and the verdict (`dehazelab.stats.ClaimsTable`). Cost claims
 # measured once per method have no interval ("one measurement"). Here they are stacked, and
-# counted.
+# counted **once per claim**: a claim tested at two settings (CUT's cost claims at our size and at the
+# official architecture) or on two metrics (PSNR and SSIM) is one claim, whose combined verdict is
+# *held* when some test held it and none refuted it, *not held* in the opposite case, and *mixed* when
+# one test held it and another refuted it (`dehazelab.stats.claim_verdicts`).
 
 # %%
 claims = pd.concat([R[nb].table("claims_long") for nb in NOTEBOOKS[1:]], ignore_index=True)  # 00 makes no claim
@@ -245,11 +248,14 @@ table = claims[["paper", "claim", "evidence", "comparison", "metric", "ours (95%
 table = table.rename(columns={"evidence": "paper's evidence", "n": "seeds", "verdict": "at this size"})
 io.write_table(table, OUT / "claims_all")
 io.write_table(claims, OUT / "claims_all_numbers")
-counts = claims.groupby(["paper", "category"]).size().unstack(fill_value=0)
-counts = counts.reindex(columns=[c for c in dstats.VERDICT_CATEGORIES if c in counts.columns])
+per_claim = dstats.claim_verdicts(claims)
+io.write_table(per_claim, OUT / "claims_per_claim")
+counts = per_claim.groupby(["paper", "category"]).size().unstack(fill_value=0)
+counts = counts.reindex(columns=[c for c in dstats.CLAIM_CATEGORIES if c in counts.columns])
 io.write_table(counts, OUT / "claims_counts", index=True, floatfmt=".0f")
 with pd.option_context("display.max_colwidth", 80):
     display(table)
+display(per_claim)
 display(counts)
 
 # %% [markdown]
@@ -330,12 +336,13 @@ metrics = {
     "sources": {nb: {"path": str(R[nb].path), "data": data_kind(R[nb].metrics), "duration_s": R[nb].duration_s}
                 for nb in NOTEBOOKS},
     "claims_counts": {p: {c: int(n) for c, n in counts.loc[p].items()} for p in counts.index},
-    "n_claims": int(len(claims)), "n_figures": int(len(figs)) + 1,
+    "n_claims": int(len(per_claim)), "n_claim_tests": int(len(claims)), "n_figures": int(len(figs)) + 1,
     "tables": ["cr_table1", "cr_table2_ablation", "cr_table4_rates", "cut_table1", "cddgan_ablation", "iicl_table",
-               "claims_all", "claims_counts", "runs", "scale", "summary_psnr", "figures"],
+               "claims_all", "claims_per_claim", "claims_counts", "runs", "scale", "summary_psnr", "figures"],
 }
 io.write_json(OUT / "config.json", asdict(cfg))
 io.write_json(OUT / "metrics.json", metrics)
 assert len(claims) >= 10 and set(claims.category) <= set(dstats.VERDICT_CATEGORIES)
+assert int(counts.to_numpy().sum()) == len(per_claim)  # each claim counted once
 assert (OUT / "fig_summary.png").is_file()
 print(sorted(p.name for p in OUT.iterdir()))

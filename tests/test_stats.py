@@ -106,3 +106,17 @@ def test_detectable_difference_has_the_requested_power_in_simulation():
     assert detectable_difference(1.0, 3, power=0.5) == pytest.approx(st.t.ppf(0.975, 2) / np.sqrt(3))
     assert np.isnan(detectable_difference(1.0, 1))
     assert detectable_difference(2.0, 5) == pytest.approx(2 * detectable_difference(1.0, 5))
+
+
+def test_a_claim_tested_in_two_settings_is_counted_once():
+    claims = pd.DataFrame({
+        "paper": ["CUT"] * 4 + ["CR"],
+        "claim": ["CUT uses less time", "CUT uses less time", "CUT beats CycleGAN", "CUT beats CycleGAN", "CR helps"],
+        "category": ["held", "not held", "held", "not shown", "not shown"]})
+    v = S.claim_verdicts(claims).set_index("claim")
+    assert v.loc["CUT uses less time", "category"] == "mixed" and v.loc["CUT uses less time", "rows"] == 2
+    assert v.loc["CUT beats CycleGAN", "category"] == "held"
+    assert v.loc["CR helps", "category"] == "not shown"
+    assert len(v) == 3  # five rows, three claims
+    assert S.combine_categories(["not held", "not shown"]) == "not held"
+    assert S.combine_categories(["undetermined"]) == "undetermined"
