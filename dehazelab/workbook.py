@@ -49,6 +49,20 @@ class Notebook:
 
         return PairedDataset(self.test_pairs)
 
+    def shown_pairs(self, k: int) -> list[tuple[Any, Any, str]]:
+        """``k`` test pairs of *different* scenes for a qualitative figure (``data.selection.distinct_scenes``):
+        ``(hazy, clear, row label)`` with the label naming the scene and haze level."""
+        from .data.selection import distinct_scenes
+
+        ds = self.test_set
+        out = []
+        for i in distinct_scenes(self.test_pairs, k):
+            p, item = self.test_pairs[i], ds[i]
+            level = getattr(p, "level", None)
+            label = f"{getattr(p, 'scene', p.name)}" + (f", haze level {level}" if level not in (None, "") else "")
+            out.append((item["hazy"], item["clear"], label))
+        return out
+
     def runs(self, progress: bool = True):
         """Every run of the grid (:func:`dehazelab.runs.ensure_grid`): read when finished, else trained here."""
         from .runs import ensure_grid

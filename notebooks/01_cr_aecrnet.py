@@ -336,19 +336,19 @@ if "table1" in tables:
 # %% [markdown]
 # ### Qualitative grid
 # SOTS test images (with ground truth) and real hazy photographs (without), dehazed by DCP and by
-# the seed-0 networks. The images: two SOTS test pairs, and two of Fattal's real hazy photographs when
-# the data folder has them.
+# the seed-0 networks. The images: SOTS test pairs of two different scenes (rows labelled with scene and
+# haze level), and two of Fattal's real hazy photographs when the data folder has them.
 
 # %%
 shown = [n for n in ("AOD-Net", "+ mixup", "+ CR (1:1)") if n in models_seed0]
-samples = [(test_set[i]["hazy"], test_set[i]["clear"]) for i in range(min(2, len(test_set)))]
+samples = nb.shown_pairs(2)  # two different scenes, labelled "scene, haze level"
 root = paths.data_root()
 if root is not None and (root / "real-hazy" / "fattal").is_dir():
     for fn in ("forest_input.png", "canon_input.png"):
         if (root / "real-hazy" / "fattal" / fn).is_file():
             img = read_image(root / "real-hazy" / "fattal" / fn)
             hh, ww = (img.shape[0] // 4) * 4, (img.shape[1] // 4) * 4
-            samples.append((torch.from_numpy(img[:hh, :ww].transpose(2, 0, 1).copy()), None))
+            samples.append((torch.from_numpy(img[:hh, :ww].transpose(2, 0, 1).copy()), None, f"{fn[:-10]} (real, no GT)"))
 
 # %% [markdown]
 # One row per image, cropped to a multiple of 4 (AECR-Net's encoder halves it twice): hazy, DCP, the
@@ -357,7 +357,7 @@ if root is not None and (root / "real-hazy" / "fattal").is_dir():
 # %%
 grid = []
 with torch.no_grad():
-    for hz, cl in samples:
+    for hz, cl, _ in samples:
         hh, ww = (hz.shape[-2] // 4) * 4, (hz.shape[-1] // 4) * 4
         hz = hz[..., :hh, :ww]
         row = [hz, dehaze_dcp(hz.permute(1, 2, 0).numpy())[0]]
@@ -365,7 +365,8 @@ with torch.no_grad():
         row.append(cl[..., :hh, :ww] if cl is not None else None)
         grid.append(row)
 titles = {"+ mixup": "AECR-Net L1", "+ CR (1:1)": "AECR-Net L1+CR"}
-fig = plotting.image_grid(grid, col_titles=["hazy", "DCP"] + [titles.get(n, n) for n in shown] + ["ground truth"])
+fig = plotting.image_grid(grid, row_titles=[lab for _, _, lab in samples],
+                          col_titles=["hazy", "DCP"] + [titles.get(n, n) for n in shown] + ["ground truth"])
 plotting.savefig(fig, OUT / "fig_qualitative.png")
 plt.show()
 

@@ -393,7 +393,7 @@ assert np.isfinite(sim_df.select_dtypes("number").to_numpy()).all()
 
 # %%
 dehazers = {name: methods_seed0[name].dehazer().eval() for name in METHODS}
-samples = [(test_set[i]["hazy"], test_set[i]["clear"], test_pairs[i].name) for i in range(min(3, len(test_set)))]
+samples = nb.shown_pairs(3)  # (hazy, clear, "scene, haze level") of 3 different scenes
 real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, real_max_images, real_max_side)
 nb.data_used["real"] = [name for name, _ in real]
 if not real:

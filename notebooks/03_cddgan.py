@@ -457,7 +457,7 @@ plt.show()
 
 # %%
 dehazers = {v: methods_seed0[v].dehazer().eval() for v in VARIANTS}
-samples = [(test_set[i]["hazy"], test_set[i]["clear"], test_pairs[i].name) for i in range(min(2, len(test_set)))]
+samples = nb.shown_pairs(2)  # (hazy, clear, "scene, haze level") of 2 different scenes
 real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, real_max_images, real_max_side)
 nb.data_used["real"] = [name for name, _ in real]
 if not real:

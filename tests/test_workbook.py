@@ -54,3 +54,16 @@ def test_a_missing_parameter_is_named(offline):
     del params["warmup_steps"]
     with pytest.raises(ValueError, match="warmup_steps"):
         workbook.start("04_iicl", params)
+
+
+def test_shown_pairs_are_distinct_labelled_test_images(offline):
+    params = {**notebook_defaults("01_cr_aecrnet"), "max_test_images": 4}
+    nb = workbook.start("01_cr_aecrnet", params)
+    shown = nb.shown_pairs(3)
+    labels = [f"{p.scene}, haze level {p.level}" if p.level not in (None, "") else str(p.scene) for p in nb.test_pairs]
+    assert 1 <= len(shown) <= 3
+    for hazy, clear, label in shown:
+        assert hazy.shape == clear.shape and hazy.shape[0] == 3
+        assert torch.equal(hazy, nb.test_set[labels.index(label)]["hazy"])  # the image the label names
+    scenes = [label.split(",")[0] for _, _, label in shown]
+    assert len(set(scenes)) == len(scenes)  # no scene twice
