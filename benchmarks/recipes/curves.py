@@ -154,6 +154,49 @@ def step_costs() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: A candidate small size, to be costed (not yet the committed config): per notebook, rows of
+#: (row, run whose measured s/step stands for it, steps, seeds). The s/step of a stand-in is an estimate for
+#: rows that differ slightly (e.g. the AECR-Net ablations without DFE or mixup are cheaper than aecr_res).
+CANDIDATE = {
+    "01_cr_aecrnet": [("AOD-Net (lr 3e-3)", "aod_lr3e-3_20k", 10000, 3),
+                      ("AECR-Net L1 (residual)", "aecr_res_6k", 6000, 3),
+                      ("AECR-Net L1 + CR (1:1)", "aecr_res_cr", 3000, 3),
+                      ("ablation: base AE, + DFE, + mixup", "aecr_res", 1000, 3 * 3),
+                      ("ablation: + CR positive-only", "cost_cr_pos", 1000, 3),
+                      ("ablation: + CR (1:1)", "aecr_res_cr", 1000, 3),
+                      ("ablation: 1:r, r:1", "cost_cr_1r", 1000, 2 * 3),
+                      ("ablation: r:r", "cost_cr_rr", 1000, 3)],
+    "02_cut_fastcut": [("CUT", "cut_res", 3000, 3), ("FastCUT", "fastcut_res", 3000, 3),
+                       ("CycleGAN", "cyclegan_res", 3000, 3)],
+    "03_cddgan": [("4 ablation rows (CycleGAN-based)", "cddgan_res", 3000, 4 * 3)],
+    "04_iicl": [("AECR-Net backbone / + PRM", "aecr_res_6k", 3000, 2 * 3),
+                ("AECR-Net + IICL / + PRM + IICL", "iicl_aecr", 3000, 2 * 3),
+                ("AOD-Net backbone / + PRM", "iicl_aodprm", 3000, 2 * 3),
+                ("AOD-Net + IICL / + PRM + IICL", "iicl_aod", 3000, 2 * 3)],
+}
+
+
+def budget_lines() -> list[str]:
+    costs = step_costs().set_index("name")["sec_per_step"]
+    out = ["| notebook | row | stand-in run | s/step | steps | runs | CPU-min |", "|---|---|---|---|---|---|---|"]
+    totals, missing = {}, []
+    for nb, rows in CANDIDATE.items():
+        for row, run, steps, n in rows:
+            if run not in costs:
+                missing.append(run)
+                out.append(f"| {nb} | {row} | `{run}` | not measured | {steps} | {n} | |")
+                continue
+            m = costs[run] * steps * n / 60
+            totals[nb] = totals.get(nb, 0.0) + m
+            out.append(f"| {nb} | {row} | `{run}` | {costs[run]:.3f} | {steps} | {n} | {m:.0f} |")
+    out += [""] + [f"* {nb}: {m:.0f} CPU-min of training, {m / 2:.0f} min on 2 cores" for nb, m in totals.items()]
+    total = sum(totals.values())
+    out.append(f"* all notebooks: {total:.0f} CPU-min, {total / 2 / 60:.1f} h on 2 cores (training only; evaluations, "
+               "notebooks and the second core's idle tail come on top)" + (f"; not yet measured: {', '.join(sorted(set(missing)))}"
+                                                                          if missing else ""))
+    return out
+
+
 def write_readme() -> None:
     table = pd.read_csv(HERE / "results.csv")
     refs = json.loads((HERE / "reference.json").read_text())["aecrnet_l1.yaml"]
@@ -185,6 +228,10 @@ def write_readme() -> None:
     if len(extra):
         out += ["", "Step costs of runs without an evaluation (budget measurements):", ""]
         out += [f"* `{r.name}`: {r.sec_per_step:.3f} s/step over {r.steps} steps" for r in extra.itertuples()]
+    out += ["", "## What a candidate small size would cost", "",
+            "Training minutes of a candidate grid (`CANDIDATE` in `curves.py`; not the committed config) from the step costs",
+            "measured above, two 1-thread runs side by side. The budget of issue 15: at most 4 h for `snakemake --cores 2`,",
+            "at most 90 min of runs per notebook.", ""] + budget_lines()
     out += ["", "Learning curves: " + ", ".join(f"[`{p.name}`]({p.name})" for p in sorted(HERE.glob("curves_*.png"))), ""]
     (HERE / "README.md").write_text("\n".join(out) + "\n", encoding="utf-8")
 
