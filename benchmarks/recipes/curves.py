@@ -113,6 +113,7 @@ COMPARISONS = [
     ("CycleGAN residual, cycle 10 + identity 0.5 vs cycle 1, no identity", "cyclegan_res", "cyclegan_res_cyc1"),
     ("CycleGAN, transposed-conv vs anti-aliased (blur-pool, bilinear) generator", "cyclegan_base", "cyclegan_aa"),
     ("IICL on AECR-Net (PRM + IICL, residual backbone) vs the residual AECR-Net alone", "aecr_res", "iicl_aecr"),
+    ("AOD-Net alone vs AOD-Net + PRM (both lr 1e-3, 3000 steps)", "aod_base", "iicl_aodprm"),
 ]
 
 
@@ -212,6 +213,24 @@ def write_readme() -> None:
         f"References on the same validation images: hazy input {refs['hazy']['psnr']:.2f} dB / SSIM "
         f"{refs['hazy']['ssim']:.3f} / ΔE {refs['hazy']['delta_e']:.1f}; dark channel prior {refs['dcp']['psnr']:.2f} dB / "
         f"{refs['dcp']['ssim']:.3f} / ΔE {refs['dcp']['delta_e']:.1f}.",
+        "",
+        "## What the runs say so far (the numbers are in the sections below)",
+        "",
+        "* **Output parameterisation is the first limit.** A global residual (the network predicts a correction of the",
+        "  hazy input, as FFA-Net does) helps AECR-Net and CUT more than anything else tried; with it, AECR-Net at",
+        "  6000 steps passes the dark channel prior on PSNR, SSIM and colour error. Wider networks (ngf 32) and larger",
+        "  crops at a smaller batch are worse at equal steps.",
+        "* **The residual does not suit every GAN.** CycleGAN, FastCUT and CDD-GAN with it stay at the identity",
+        "  (their cycle, identity or strong PatchNCE terms are already satisfied by copying the input); without it they",
+        "  fall below the hazy input's SSIM. With weaker identity-keeping terms (CycleGAN: cycle weight 1, no identity",
+        "  loss; FastCUT: lambda_NCE 1) the residual versions leave the identity and beat the hazy input on PSNR, SSIM",
+        "  and colour error — a change of the papers' loss weights, to be labelled as such where it is used.",
+        "* **The VGG-19 terms set the budget.** CR and IICL's contrastive terms run VGG-19 on every crop, several times",
+        "  the cost of an L1 step, and with the random VGG-19 of this machine CR did not change quality at equal",
+        "  steps. The candidate grid below does not fit the 4 h budget because of them; the choices (fewer steps or",
+        "  seeds for the contrastive rows, or contrastive fine-tuning from a shared L1 checkpoint, labelled as such)",
+        "  are open.",
+        "* **AOD-Net learns slowly but cheaply**: a higher learning rate and many more steps keep improving it.",
         "",
         "## Comparisons (at the last evaluation step both runs reached)",
         "",
