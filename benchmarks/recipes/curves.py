@@ -114,6 +114,7 @@ COMPARISONS = [
     ("CycleGAN, transposed-conv vs anti-aliased (blur-pool, bilinear) generator", "cyclegan_base", "cyclegan_aa"),
     ("IICL on AECR-Net (PRM + IICL, residual backbone) vs the residual AECR-Net alone", "aecr_res", "iicl_aecr"),
     ("AOD-Net alone vs AOD-Net + PRM (both lr 1e-3, 3000 steps)", "aod_base", "iicl_aodprm"),
+    ("AOD-Net alone vs AOD-Net + IICL terms (no PRM; equal steps)", "aod_base", "iicl_aod"),
 ]
 
 
