@@ -15,13 +15,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["learning_curve", "plot_learning_curves", "CURVE_METRICS"]
+__all__ = ["learning_curve", "training_minutes", "plot_learning_curves", "CURVE_METRICS"]
 
 #: (column, axis label) of the three quality measures, in plotting order.
 CURVE_METRICS = (("psnr", "PSNR (dB) ↑"), ("ssim", "SSIM ↑"), ("delta_e", "colour error ΔE2000 ↓"))
 
 
-def _minutes(h: pd.DataFrame) -> pd.Series:
+def training_minutes(h: pd.DataFrame) -> pd.Series:
+    """Cumulative training minutes at each history row: each window's mean seconds per step times its steps."""
     sec = h["time_per_step"] if "time_per_step" in h else h["sec_per_step"]  # paired | unpaired trainer
     window = h["step"].diff().fillna(h["step"].iloc[0])
     return (sec * window).cumsum() / 60.0
@@ -36,9 +37,9 @@ def learning_curve(history: pd.DataFrame, warmup: pd.DataFrame | None = None) ->
     if history.empty:
         return pd.DataFrame(columns=["step", "cpu_min", "psnr", "ssim", "delta_e"])
     h = history.copy()
-    h["cpu_min"] = _minutes(h)
+    h["cpu_min"] = training_minutes(h)
     if warmup is not None and not warmup.empty:
-        h["cpu_min"] += float(_minutes(warmup).iloc[-1])
+        h["cpu_min"] += float(training_minutes(warmup).iloc[-1])
     if "psnr" not in h:
         return pd.DataFrame(columns=["step", "cpu_min", "psnr", "ssim", "delta_e"])
     ev = h.dropna(subset=["psnr"])

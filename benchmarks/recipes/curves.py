@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from dehazelab.curves import learning_curve, plot_learning_curves  # noqa: E402
+from dehazelab.curves import learning_curve, plot_learning_curves, training_minutes  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,8 +41,6 @@ def reference(spec_file: Path) -> dict[str, dict[str, float]]:
     refs = json.loads(cache.read_text()) if cache.is_file() else {}
     key = spec_file.name
     if key not in refs:
-        import torch
-
         from dehazelab.data.datasets import PairedDataset
         from dehazelab.metrics import batch_delta_e, batch_psnr, batch_ssim
         from dehazelab.models.dcp import DCP
@@ -150,9 +148,8 @@ def step_costs() -> pd.DataFrame:
         f = HERE / "runs" / e["name"] / "history.csv"
         if f.is_file():
             h = pd.read_csv(f)
-            sec = h["time_per_step"] if "time_per_step" in h else h["sec_per_step"]
-            w = h["step"].diff().fillna(h["step"].iloc[0])
-            rows.append({"name": e["name"], "steps": int(h["step"].iloc[-1]), "sec_per_step": float((sec * w).sum() / w.sum())})
+            steps = int(h["step"].iloc[-1])
+            rows.append({"name": e["name"], "steps": steps, "sec_per_step": float(training_minutes(h).iloc[-1]) * 60 / steps})
     return pd.DataFrame(rows)
 
 
