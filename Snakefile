@@ -39,6 +39,10 @@ for _nb in NOTEBOOKS:
         _keep = _g.keep or RUNS.get(_g.id, (None, False))[1]
         RUNS[_g.id] = (_spec, _keep, _g.variant)
         NB_RUNS[_nb].append(_g.id)
+for _id, (_spec, _keep, _label) in RUNS.items():
+    _init = (_spec.get("init") or {}).get("run")
+    if _init and not RUNS.get(_init, (None, False))[1]:
+        raise WorkflowError(f"run {_id} ({_label}) starts from run {_init}, which no grid declares with its weights kept")
 KEPT = sorted(i for i, r in RUNS.items() if r[1])
 NOT_KEPT = sorted(i for i, r in RUNS.items() if not r[1])
 
@@ -252,15 +256,23 @@ rule table_html:
 
 # One training run: the spec (with its defaults) goes to `python -m dehazelab train -` on stdin. Inputs
 # are the library files the run executes (dehazelab/runs/code.py), so editing a model, loss or trainer
-# reruns exactly the runs that use it. --restart-finished: a finished checkpoint left by an earlier
+# reruns exactly the runs that use it; a run that starts from another run's weights (fine-tuning,
+# spec key `init`) also takes those weights as input. --restart-finished: a finished checkpoint left by an earlier
 # version of the code is trained again rather than resumed; an interrupted run resumes.
 def _train_shell(keep):
     return ("echo {params.spec:q} | TQDM_DISABLE=1 " + PYTHON + " -m dehazelab train - --out results/runs/{wildcards.size}/{wildcards.run} "
             "--restart-finished --label {params.label:q}" + (" --keep-weights" if keep else "") + " > {log:q} 2>&1")
 
 
+def _train_inputs(w):
+    """The code a run executes, and the weights of the run it starts from (``init``), if any."""
+    spec = RUNS[w.run][0]
+    init = (spec.get("init") or {}).get("run")
+    return code_files(spec) + ([f"results/runs/{w.size}/{init}/weights.pt"] if init else [])
+
+
 _TRAIN = dict(
-    input=lambda w: code_files(RUNS[w.run][0]),
+    input=_train_inputs,
     params=dict(spec=lambda w: json.dumps(RUNS[w.run][0], sort_keys=True), label=lambda w: RUNS[w.run][2]),
 )
 if NOT_KEPT:

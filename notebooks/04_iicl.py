@@ -60,8 +60,14 @@ seeds = [0]  # one training run per seed, backbone and variant
 threads = 1
 out_dir = ""  # relative to dehazelab.paths.results_dir(); empty -> "<size>/04_iicl"
 backbones = ["aecrnet", "aodnet"]  # ARM backbones (dehazelab.models.iicl.BACKBONES)
-steps = 4  # joint-stage optimiser steps per run (the same for every variant)
+steps = 6  # steps of the backbone trained with L1 from scratch (= notebook 01's run with the same parameters)
+aod_steps = 6  # AOD-Net's steps (= notebook 01's)
+aod_lr = 1e-3  # AOD-Net's learning rate (= notebook 01's)
+finetune_steps = 2  # steps of every variant, fine-tuned from its backbone's L1 run (the same for every variant)
+finetune_lr = 2e-4  # fine-tuning learning rate, cosine decay
 warmup_steps = 2  # PRM-only warm-up steps before the joint stage (variants with a PRM)
+global_residual = True  # AECR-Net output x + net(x) (= notebook 01's)
+eval_every = 0  # evaluate on the test split every this many steps (0: at the end only)
 batch_size = 2
 crop = 32  # training crop (AECR-Net needs a multiple of 4)
 ngf = 8  # AECR-Net width (paper of AECR-Net: 64)

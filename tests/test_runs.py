@@ -169,7 +169,16 @@ def test_every_notebook_grid_expands_at_smoke_and_small(nb):
         seeds = [int(s) for s in p["seeds"]]
         assert runs and len({r.id for r in runs}) == len(runs)
         assert len(runs) % len(seeds) == 0 and {r.seed for r in runs} == set(seeds)
-        assert all(r.keep == (r.seed == seeds[0]) for r in runs)
+        inits = {r.spec["init"]["run"] for r in runs if r.spec.get("init")}
+        # kept: the first seed of every variant (figures, CLI), every run another one starts from, and
+        # the L1 runs notebook 04 starts from (declared in 01 too)
+        shared = {r.id for r in runs if r.spec.get("description", "").endswith("(notebooks 01 and 04)")}
+        assert all(r.keep == (r.seed == seeds[0] or r.id in inits | shared) for r in runs)
+        order = [r.id for r in runs]
+        for r in runs:  # a run starting from another run's weights comes after it (ensure_grid trains in order)
+            if r.spec.get("init"):
+                assert order.index(r.spec["init"]["run"]) < order.index(r.id)
+                assert r.spec["train"]["seed"] == next(b for b in runs if b.id == r.spec["init"]["run"]).seed
         for r in runs:  # every spec is valid and names its test selection
             s = launch.parse_spec(r.spec)
             assert s.data.test.max_images == int(p["max_test_images"]) and s.train.seed == r.seed
@@ -181,11 +190,11 @@ def test_every_notebook_grid_expands_at_smoke_and_small(nb):
 
 
 @pytest.mark.parametrize("nb", sorted(GRIDS))
-def test_global_residual_reaches_every_learned_generator_and_is_absent_by_default(nb):
+def test_global_residual_reaches_every_learned_generator_and_is_absent_when_off(nb):
     p = notebook_params(nb, {"size": "smoke"})
-    plain = grid(nb, p, has_data=True)
+    plain = grid(nb, {**p, "global_residual": False}, has_data=True)
     res = grid(nb, {**p, "global_residual": True, "eval_every": 3}, has_data=True)
-    assert "global_residual" not in json.dumps([r.spec for r in plain])  # today's runs keep their ids
+    assert "global_residual" not in json.dumps([r.spec for r in plain])  # off: the papers' outputs, old ids
     for r in res:
         kw = r.spec.get("model_kwargs") or r.spec.get("method_kwargs")
         if r.spec.get("model") == "aodnet" or kw.get("backbone") == "aodnet":
@@ -193,6 +202,36 @@ def test_global_residual_reaches_every_learned_generator_and_is_absent_by_defaul
         else:
             assert (kw.get("backbone_kwargs") or kw)["global_residual"] is True, r.variant
         assert r.spec["train"]["eval_every"] == 3
+
+
+@pytest.mark.parametrize("size", ["smoke", "small"])
+def test_notebook_04_fine_tunes_the_l1_runs_of_notebook_01(size):
+    """With the committed configs, 04's backbones are 01's L1 runs (trained once), and each 04 variant
+    starts from its own seed's run of its own backbone, with the backbone's weights under ``backbone.``."""
+    import yaml
+
+    from dehazelab import paths
+
+    cfg = yaml.safe_load((paths.ROOT / "config" / f"{size}.yaml").read_text())["notebooks"]
+    g01 = grid("01_cr_aecrnet", notebook_params("01_cr_aecrnet", {**(cfg.get("01_cr_aecrnet") or {}), "size": size}),
+               has_data=True)
+    g04 = grid("04_iicl", notebook_params("04_iicl", {**(cfg.get("04_iicl") or {}), "size": size}), has_data=True)
+    bases01 = {(r.spec["model"], r.seed): r.id for r in g01 if r.variant in ("AECR-Net (L1)", "AOD-Net")}
+    bases04 = {r.id for r in g04 if r.variant.endswith("/L1 base")}
+    assert bases04 == set(bases01.values())
+    for r in g04:
+        if not r.variant.endswith("/L1 base"):
+            bb = r.spec["model_kwargs"]["backbone"]
+            assert r.spec["init"] == {"run": bases01[(bb, r.seed)], "prefix": "backbone."}
+            assert r.spec["train"]["steps"] == int(cfg.get("04_iicl", {}).get("finetune_steps", 2))
+
+
+def test_ablation_steps_must_differ_from_the_l1_run():
+    p = notebook_params("01_cr_aecrnet", {"size": "smoke"})
+    with pytest.raises(ValueError, match="ablation_steps .* must be below steps"):
+        grid("01_cr_aecrnet", {**p, "ablation_steps": p["steps"]}, has_data=True)
+    with pytest.raises(ValueError, match="loss_weights: unknown name 'cutt'"):
+        grid("02_cut_fastcut", {**notebook_params("02_cut_fastcut"), "loss_weights": {"cutt": {}}}, has_data=True)
 
 
 def test_notebook_defaults_read_the_parameters_cell():
@@ -282,3 +321,56 @@ def test_kept_unpaired_weights_leave_out_the_discriminators(tmp_path):
 
     res, _ = score(m.dehazer().eval(), prepare(launch.parse_spec(spec)).test_set)
     assert math.isclose(res["psnr"], float(rows["psnr"].mean()), rel_tol=0, abs_tol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------ init (fine-tuning)
+def test_init_starts_from_the_named_runs_weights_with_a_prefix(tmp_path):
+    """A run with ``init`` starts from the base run's exported weights: zero steps of training would
+    leave it equal to the base; an IICL model takes an AOD-Net run's weights under ``backbone.`` and
+    keeps its own (seeded) pre-restore module; the summary records the file's hash."""
+    import hashlib
+
+    from dehazelab.runs.build import prepare
+    from dehazelab.runs.execute import load_init
+
+    base = ensure(PAIRED, tmp_path, keep_weights=True)
+    w = torch.load(base.dir / "weights.pt", weights_only=True)["model"]
+    plain = launch.parse_spec(_spec(init={"run": base.id}))
+    prep = prepare(plain)
+    assert any(not torch.equal(prep.model.state_dict()[k], w[k]) for k in w)  # a fresh init differs
+    info = load_init(prep, tmp_path / "new")
+    assert all(torch.equal(prep.model.state_dict()[k], w[k]) for k in w)
+    assert info["sha256"] == hashlib.sha256((base.dir / "weights.pt").read_bytes()).hexdigest()
+    assert info["own_init"] == 0
+
+    iicl = launch.parse_spec(_spec(model="iicl-aodnet", loss="iicl", warmup_steps=1,
+                                   model_kwargs={"backbone": "aodnet", "use_prm": True, "prm_width": 4},
+                                   loss_kwargs={"beta_inter": 0.0, "beta_intra": 0.0},
+                                   init={"run": base.id, "prefix": "backbone."}))
+    prep = prepare(iicl)
+    fresh_prm = {k: v.clone() for k, v in prep.model.state_dict().items() if k.startswith("prm.")}
+    info = load_init(prep, tmp_path / "new")
+    sd = prep.model.state_dict()
+    assert all(torch.equal(sd["backbone." + k], w[k]) for k in w)
+    assert fresh_prm and all(torch.equal(sd[k], v) for k, v in fresh_prm.items())
+    assert info["own_init"] == len(sd) - len(w) > 0
+    # the whole run: trained from the base, its summary names the base
+    tuned = ensure(_spec(init={"run": base.id}, **{"train.steps": 2}), tmp_path)
+    assert tuned.summary["init"]["run"] == base.id and tuned.id != base.id
+
+
+def test_init_errors_name_the_file_and_the_problem(tmp_path):
+    from dehazelab.runs.build import prepare
+    from dehazelab.runs.execute import load_init
+
+    with pytest.raises(launch.LaunchError, match=r"init.run.*must be the folder name"):
+        launch.parse_spec(_spec(init={"run": "../x"}))
+    with pytest.raises(launch.LaunchError, match=r"init.step.*unknown key"):
+        launch.parse_spec(_spec(init={"run": "x", "step": 3}))
+    prep = prepare(launch.parse_spec(_spec(init="nothere")))
+    with pytest.raises(launch.LaunchError, match=r"nothere/weights.pt does not exist"):
+        load_init(prep, tmp_path / "new")
+    base = ensure(PAIRED, tmp_path, keep_weights=True)
+    prep = prepare(launch.parse_spec(_spec(model="aecrnet", model_kwargs={"ngf": 4}, init=base.id)))
+    with pytest.raises(launch.LaunchError, match=r"weights.pt: tensor .* has no place"):
+        load_init(prep, tmp_path / "new")

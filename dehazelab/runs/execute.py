@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ..io import atomic_open, save_torch, write_json
 from .store import PER_IMAGE_FILE, SUMMARY_FILE, WARMUP_DIR, WEIGHTS_FILE, is_discriminator, run_id
 
-__all__ = ["train_stages", "finish", "score"]
+__all__ = ["train_stages", "finish", "score", "load_init"]
 
 J0_FILE = "j0.json"
 
@@ -38,6 +38,44 @@ def score(model, test_set, device=None) -> tuple[dict[str, float], list[dict[str
     return res, rows
 
 
+def load_init(prep, out: Path) -> dict[str, Any] | None:
+    """Copy the weights of the run named by the spec's ``init`` (``out/../<run>/weights.pt``) into
+    ``prep.model`` (names prefixed with ``init.prefix``); return what was loaded (run, file hash,
+    how many tensors kept their own initialisation), or ``None`` without ``init``. Every error is a
+    :class:`~dehazelab.runs.spec.LaunchError` naming the file."""
+    import hashlib
+
+    import torch
+
+    from ..train.checkpoint import read_weights_only
+    from .spec import LaunchError
+
+    init = getattr(prep.spec, "init", None)
+    if not init:
+        return None
+    path = Path(out).parent / init["run"] / WEIGHTS_FILE
+    where = f"{prep.spec.source} (init.run)"
+    if not path.is_file():
+        raise LaunchError(f"{where}: {path} does not exist: train run {init['run']} with its weights kept first")
+    ckpt = read_weights_only(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "dehazelab-weights-1":
+        raise LaunchError(f"{where}: {path} is not a dehazelab weights file (format dehazelab-weights-1)")
+    own = prep.model.state_dict()
+    prefix = init["prefix"]
+    for name, t in ckpt["model"].items():
+        key = prefix + name
+        if key not in own:
+            raise LaunchError(f"{where}: {path}: tensor {name!r} has no place {key!r} in model {prep.spec.model!r}")
+        if tuple(own[key].shape) != tuple(t.shape):
+            raise LaunchError(f"{where}: {path}: tensor {name!r} has shape {tuple(t.shape)}, "
+                              f"the model's {key!r} {tuple(own[key].shape)}")
+    with torch.no_grad():
+        for name, t in ckpt["model"].items():
+            own[prefix + name].copy_(t)
+    return {"run": init["run"], "prefix": prefix, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "own_init": len(own) - len(ckpt["model"])}
+
+
 def train_stages(prep, out: Path, *, resume: bool, progress: bool, stop_at: int | None,
                  on_start: Callable[[], None] | None) -> dict[str, Any]:
     """Train every stage of ``prep`` (a :class:`dehazelab.launch.Prepared`) in ``out``; return the
@@ -46,6 +84,8 @@ def train_stages(prep, out: Path, *, resume: bool, progress: bool, stop_at: int 
     # the final scoring is done by finish(), image by image; the trainer evaluates only on a schedule
     test_for_trainer = prep.test_set if cfg.eval_every else None
     info: dict[str, Any] = {"warmup_s": 0.0}
+    if spec.kind == "paired":
+        info["init"] = load_init(prep, out)  # before any stage; a resumed run then reads last.pt over it
     if spec.kind == "paired":
         from ..train.paired import train_paired
 
@@ -106,6 +146,8 @@ def finish(prep, out: Path, info: dict[str, Any], *, keep_weights: bool, label: 
             pd.DataFrame(rows).to_csv(f, index=False)
         summary.update(psnr=res["psnr"], ssim=res["ssim"], delta_e=res.get("delta_e"), n_test=res["n"])
     summary["eval_s"] = time.perf_counter() - t0
+    if info.get("init"):
+        summary["init"] = info["init"]
     j0 = out / WARMUP_DIR / "j0.json"
     if j0.is_file():
         import json

@@ -69,10 +69,13 @@ def _data(p: Mapping[str, Any], has_data: bool) -> dict[str, Any]:
     return {"train": "synthetic-train", "test": {"name": "synthetic-test", "max_images": test["max_images"]}}
 
 
-def _paired_train(p: Mapping[str, Any], seed: int, threads: int, steps: int | None = None) -> dict[str, Any]:
+def _paired_train(p: Mapping[str, Any], seed: int, threads: int, steps: int | None = None,
+                  lr: float | None = None, eval_every: int | None = None) -> dict[str, Any]:
     steps = int(p["steps"] if steps is None else steps)
-    return {"steps": steps, "batch_size": int(p["batch_size"]), "crop": int(p["crop"]), "lr": float(p["lr"]),
-            "seed": seed, "threads": threads, "eval_every": int(p.get("eval_every", 0)), "log_every": max(1, steps // 20)}
+    return {"steps": steps, "batch_size": int(p["batch_size"]), "crop": int(p["crop"]),
+            "lr": float(p["lr"] if lr is None else lr), "seed": seed, "threads": threads,
+            "eval_every": int(p.get("eval_every", 0) if eval_every is None else eval_every),
+            "log_every": max(1, steps // 20)}
 
 
 def _residual(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,40 +84,84 @@ def _residual(p: Mapping[str, Any]) -> dict[str, Any]:
     return {"global_residual": True} if p.get("global_residual", False) else {}
 
 
+def _steps(p: Mapping[str, Any], key: str, below: str | None = None) -> int:
+    v = int(p.get(key, 0))
+    if v < 1:
+        raise ValueError(f"parameter {key} must be >= 1, got {p.get(key)!r}")
+    if below is not None and v >= int(p[below]):
+        raise ValueError(f"parameter {key} ({v}) must be below {below} ({p[below]}): the runs would coincide")
+    return v
+
+
+def l1_base(p: Mapping[str, Any], model: str, seed: int, threads: int, has_data: bool) -> GridRun:
+    """The L1-trained run of ``model`` (``aecrnet``: the full AECR-Net, ``steps`` at ``lr``; ``aodnet``:
+    ``aod_steps`` at ``aod_lr``) that notebook 01 reports and that the contrastive rows of 01 and 04
+    fine-tune (its weights are kept). Notebooks 01 and 04 build it from the same parameters, so with
+    equal values they name the same run and it is trained once."""
+    if model == "aecrnet":
+        kw, train, name = {"ngf": int(p["ngf"]), **_residual(p)}, _paired_train(p, seed, threads), "AECR-Net (L1)"
+    else:
+        kw, name = {}, "AOD-Net"
+        train = _paired_train(p, seed, threads, steps=int(p.get("aod_steps", p["steps"])),
+                              lr=float(p.get("aod_lr", p["lr"])))
+    spec = {"kind": "paired", "description": f"{name}, trained with L1 (notebooks 01 and 04)", "model": model, "model_kwargs": kw, "loss": "l1",
+            "train": train, "data": _data(p, has_data)}
+    return GridRun(name, seed, spec, keep=True)
+
+
+def _finetune(p: Mapping[str, Any], base: GridRun, spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``spec`` started from ``base``'s weights for ``finetune_steps`` at ``finetune_lr`` (a fresh cosine
+    schedule), evaluated at its end (and every ``eval_every`` steps)."""
+    steps = _steps(p, "finetune_steps")
+    out = dict(spec)
+    out["train"] = _paired_train(p, base.seed, int(base.spec["train"]["threads"]), steps=steps,
+                                 lr=float(p["finetune_lr"]))
+    out["init"] = {"run": base.id, "prefix": prefix}
+    return out
+
+
 def _grid_01(p: Mapping[str, Any], threads: int, has_data: bool) -> list[GridRun]:
+    """Notebook 01: AOD-Net and the AECR-Net trained with L1 from scratch (``steps``); the architecture
+    ablation from scratch at ``ablation_steps``; every CR row (and an L1-only control) as a fine-tune of
+    the seed's AECR-Net (L1) run for ``finetune_steps`` — the contrastive term's VGG-19 costs 5-10x an
+    L1 step, so only the fine-tune carries it (a departure from the paper, which trains with CR
+    throughout; the notebook says so)."""
     ae = {"ngf": int(p["ngf"]), **_residual(p)}
     beta, r = float(p["beta"]), int(p["r"])
     cr = {"beta": beta, "vgg_weights": p["vgg_weights"]}
-    variants = {
-        "AOD-Net": ("aodnet", {}, "l1", {}),
-        "base AE": ("aecrnet", {**ae, "use_dfe": False, "use_mix": False}, "l1", {}),
-        "+ DFE": ("aecrnet", {**ae, "use_mix": False}, "l1", {}),
-        "+ mixup": ("aecrnet", ae, "l1", {}),
-        "+ CR positive-only": ("aecrnet", ae, "cr", {**cr, "ablation": True}),
-        "+ CR (1:1)": ("aecrnet", ae, "cr", cr),
-        "1:r": ("aecrnet", ae, "cr", {**cr, "n_neg": 1 + r}),
-        "r:1": ("aecrnet", ae, "cr", {**cr, "n_pos": 1 + r}),
-        "r:r": ("aecrnet", ae, "cr", {**cr, "n_pos": 1 + r, "n_neg": 1 + r}),
-    }
+    ablation_steps = _steps(p, "ablation_steps", below="steps")
+    scratch = {"base AE": {**ae, "use_dfe": False, "use_mix": False}, "+ DFE": {**ae, "use_mix": False}, "+ mixup": ae}
+    tuned = {"L1 (continued)": ("l1", {}), "+ CR positive-only": ("cr", {**cr, "ablation": True}),
+             "+ CR (1:1)": ("cr", cr), "1:r": ("cr", {**cr, "n_neg": 1 + r}), "r:1": ("cr", {**cr, "n_pos": 1 + r}),
+             "r:r": ("cr", {**cr, "n_pos": 1 + r, "n_neg": 1 + r})}
     tables = set(p["tables"])
-    needed = set()
+    needed = {"AECR-Net (L1)", "L1 (continued)", "+ CR (1:1)"}
     if "table1" in tables:
-        needed |= {"AOD-Net", "+ CR (1:1)"}
+        needed |= {"AOD-Net"}
     if "table2" in tables:
-        needed |= {"base AE", "+ DFE", "+ mixup", "+ CR positive-only", "+ CR (1:1)"}
+        needed |= {"base AE", "+ DFE", "+ mixup", "+ CR positive-only"}
     if "table4" in tables:
-        needed |= {"+ CR (1:1)", "1:r", "r:1", "r:r"}
+        needed |= {"1:r", "r:1", "r:r"}
     seeds = [int(s) for s in p["seeds"]]
     out = []
-    for name, (model, kw, loss, lkw) in variants.items():
-        if name not in needed:
-            continue
-        for seed in seeds:
-            spec = {"kind": "paired", "description": f"01 {name}", "model": model, "model_kwargs": dict(kw),
-                    "loss": loss, "train": _paired_train(p, seed, threads), "data": _data(p, has_data)}
-            if loss != "l1":
-                spec["loss_kwargs"] = dict(lkw)
-            out.append(GridRun(name, seed, spec, keep=seed == seeds[0]))
+    for seed in seeds:
+        if "AOD-Net" in needed:
+            out.append(l1_base(p, "aodnet", seed, threads, has_data))
+        base = l1_base(p, "aecrnet", seed, threads, has_data)
+        out.append(base)
+        for name, kw in scratch.items():
+            if name in needed:
+                spec = {"kind": "paired", "description": f"01 {name}", "model": "aecrnet", "model_kwargs": dict(kw),
+                        "loss": "l1", "train": _paired_train(p, seed, threads, steps=ablation_steps),
+                        "data": _data(p, has_data)}
+                out.append(GridRun(name, seed, spec, keep=seed == seeds[0]))
+        for name, (loss, lkw) in tuned.items():
+            if name in needed:
+                spec = {"kind": "paired", "description": f"01 {name} (fine-tuned)", "model": "aecrnet",
+                        "model_kwargs": dict(ae), "loss": loss, "data": _data(p, has_data)}
+                if loss != "l1":
+                    spec["loss_kwargs"] = dict(lkw)
+                out.append(GridRun(name, seed, _finetune(p, base, spec), keep=seed == seeds[0]))
     return out
 
 
@@ -133,10 +180,23 @@ def _unpaired_train(p: Mapping[str, Any], seed: int, threads: int, decay_fractio
             "log_every": max(1, steps // 25)}
 
 
+def _overrides(p: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The notebook's ``loss_weights`` parameter (``{method or row: {keyword: value}}``, e.g. a weaker
+    cycle term), checked against ``names``; every name gets a (possibly empty) dict. Absent or empty →
+    the methods' own (the papers') weights, and the run ids they had before the parameter existed."""
+    lw = dict(p.get("loss_weights") or {})
+    unknown = sorted(set(lw) - set(names))
+    if unknown:
+        raise ValueError(f"loss_weights: unknown name {unknown[0]!r} (known: {', '.join(names)})")
+    return {n: {str(k): float(v) for k, v in (lw.get(n) or {}).items()} for n in names}
+
+
 def _grid_02(p: Mapping[str, Any], threads: int, has_data: bool) -> list[GridRun]:
     common = {"ngf": int(p["ngf"]), "n_blocks": int(p["n_blocks"]), "ndf": int(p["ndf"]), **_residual(p)}
-    kwargs = {"cut": {**common, "num_patches": int(p["num_patches"])},
-              "fastcut": {**common, "num_patches": int(p["num_patches"])}, "cyclegan": common}
+    over = _overrides(p, ("cut", "fastcut", "cyclegan"))
+    kwargs = {"cut": {**common, "num_patches": int(p["num_patches"]), **over["cut"]},
+              "fastcut": {**common, "num_patches": int(p["num_patches"]), **over["fastcut"]},
+              "cyclegan": {**common, **over["cyclegan"]}}
     seeds = [int(s) for s in p["seeds"]]
     out = []
     for seed in seeds:
@@ -156,12 +216,13 @@ def _grid_03(p: Mapping[str, Any], threads: int, has_data: bool) -> list[GridRun
     common = {"ngf": int(p["ngf"]), "n_blocks": int(p["n_blocks"]), "ndf": int(p["ndf"]),
               "num_patches": int(p["num_patches"]), "num_negatives": int(p["num_negatives"]),
               "netF_nc": int(p["netF_nc"]), **_residual(p)}
+    over = {k: float(v) for k, v in (p.get("cycle_weights") or {}).items()}  # every row alike
     seeds = [int(s) for s in p["seeds"]]
     out = []
     for seed in seeds:
         for v in CDDGAN_ROWS:
             spec = {"kind": "unpaired", "description": f"03 {v}", "method": "cddgan",
-                    "method_kwargs": {"seed": seed, "variant": v, **common},
+                    "method_kwargs": {"seed": seed, "variant": v, **common, **over},
                     "train": _unpaired_train(p, seed, threads, float(p["decay_fraction"])), "data": _data(p, has_data)}
             out.append(GridRun(v, seed, spec, keep=seed == seeds[0]))
     return out
@@ -174,26 +235,31 @@ IICL_MODEL = {"aecrnet": "iicl", "aodnet": "iicl-aodnet"}  # registry names (the
 
 
 def _grid_04(p: Mapping[str, Any], threads: int, has_data: bool) -> list[GridRun]:
+    """Notebook 04: per backbone, its L1-trained run (:func:`l1_base`, the same run as notebook 01's when
+    the parameters agree) and four fine-tunes of it for ``finetune_steps`` — backbone alone (L1), + PRM
+    (its ``warmup_steps`` first), + IICL terms, + PRM + IICL — so every variant has the same budget."""
     seeds = [int(s) for s in p["seeds"]]
     out = []
     for bb in p["backbones"]:
-        for variant, v in IICL_VARIANTS.items():
-            kw: dict[str, Any] = {"backbone": bb,
-                                  "backbone_kwargs": {"ngf": int(p["ngf"]), **_residual(p)} if bb == "aecrnet" else {},
-                                  "use_prm": v["prm"]}
-            if v["prm"]:
-                kw.update(prm_width=int(p["prm_width"]), arm_input=p["arm_input"])
-            loss = {"lambda_prm": float(p["lambda_prm"]) if v["prm"] else 0.0,
-                    "beta_inter": float(p["beta_inter"]) if v["iicl"] else 0.0,
-                    "beta_intra": float(p["beta_intra"]) if v["iicl"] else 0.0,
-                    "tau": float(p["tau"]), "intra_patch": int(p["intra_patch"]), "intra_k": int(p["intra_k"]),
-                    "intra_by": p["intra_by"], "intra_layer": p["intra_layer"], "vgg_weights": p["vgg_weights"]}
-            for seed in seeds:
-                spec = {"kind": "paired", "description": f"04 {bb} {variant}", "model": IICL_MODEL[bb],
+        for seed in seeds:
+            base = l1_base(p, bb, seed, threads, has_data)
+            out.append(dataclasses.replace(base, variant=f"{bb}/L1 base"))
+            for variant, v in IICL_VARIANTS.items():
+                kw: dict[str, Any] = {"backbone": bb,
+                                      "backbone_kwargs": base.spec["model_kwargs"],
+                                      "use_prm": v["prm"]}
+                if v["prm"]:
+                    kw.update(prm_width=int(p["prm_width"]), arm_input=p["arm_input"])
+                loss = {"lambda_prm": float(p["lambda_prm"]) if v["prm"] else 0.0,
+                        "beta_inter": float(p["beta_inter"]) if v["iicl"] else 0.0,
+                        "beta_intra": float(p["beta_intra"]) if v["iicl"] else 0.0,
+                        "tau": float(p["tau"]), "intra_patch": int(p["intra_patch"]), "intra_k": int(p["intra_k"]),
+                        "intra_by": p["intra_by"], "intra_layer": p["intra_layer"], "vgg_weights": p["vgg_weights"]}
+                spec = {"kind": "paired", "description": f"04 {bb} {variant} (fine-tuned)", "model": IICL_MODEL[bb],
                         "model_kwargs": kw, "loss": "iicl", "loss_kwargs": loss,
-                        "warmup_steps": int(p["warmup_steps"]) if v["prm"] else 0,
-                        "train": _paired_train(p, seed, threads), "data": _data(p, has_data)}
-                out.append(GridRun(f"{bb}/{variant}", seed, spec, keep=seed == seeds[0]))
+                        "warmup_steps": int(p["warmup_steps"]) if v["prm"] else 0, "data": _data(p, has_data)}
+                out.append(GridRun(f"{bb}/{variant}", seed, _finetune(p, base, spec, prefix="backbone."),
+                                   keep=seed == seeds[0]))
     return out
 
 

@@ -19,6 +19,14 @@ Paired (hazy → clear with ground truth; AECR-Net, AOD-Net, IICL)::
                   imagenet_norm: false, vgg_weights: auto, vgg_path: null, vgg_seed: 0}
     train: {steps: 500000, batch_size: 16, crop: 240, ...}   # PairedTrainConfig fields
     data: {root: null, train: sots-train, test: sots-test, cache: true}
+    init: {run: <run id>, prefix: ""}   # optional: start from another run's weights (fine-tuning)
+
+``init`` (paired only) starts training from the ``weights.pt`` of a finished run kept beside this
+one (``<out>/../<run id>/weights.pt``, the runs folder of the same size) instead of a random
+initialisation: every tensor of those weights, its name prefixed with ``prefix`` (e.g.
+``backbone.`` to start an IICL model's backbone from a plain AECR-Net run), must exist in this model
+with the same shape; this model's other tensors (e.g. IICL's pre-restore module) keep their seeded
+initialisation. The optimiser and the learning-rate schedule start afresh.
 
 Unpaired (CUT, FastCUT, CycleGAN, CDD-GAN)::
 
@@ -103,7 +111,8 @@ SPEC_FORMAT = "dehazelab-run-spec/1"
 KINDS = ("paired", "unpaired")
 LOSSES = ("l1", "cr", "iicl")
 TOP_KEYS: dict[str, tuple[str, ...]] = {
-    "paired": ("kind", "description", "model", "model_kwargs", "loss", "loss_kwargs", "warmup_steps", "train", "data"),
+    "paired": ("kind", "description", "model", "model_kwargs", "loss", "loss_kwargs", "warmup_steps", "init", "train",
+               "data"),
     "unpaired": ("kind", "description", "method", "method_kwargs", "train", "data"),
 }
 #: Models trained in stages (``warmup_steps``: the PRM alone first, then everything; docs/methods.md §4).
@@ -247,6 +256,7 @@ class RunSpec:
     method: str | None = None
     method_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     warmup_steps: int = 0
+    init: dict[str, str] | None = None
     description: str = ""
     lr_every_epoch: bool = False
     source: str = "<run spec>"
@@ -261,6 +271,8 @@ class RunSpec:
         if self.kind == "paired":
             out.update(model=self.model, model_kwargs=_plain(self.model_kwargs), loss=self.loss,
                        loss_kwargs=_plain(self.loss_kwargs), warmup_steps=self.warmup_steps)
+            if self.init:  # absent unless given, so the ids of runs without it are unchanged
+                out["init"] = dict(self.init)
         else:
             out.update(method=self.method, method_kwargs=_plain(self.method_kwargs))
         out.update(train=train, data=self.data.to_dict())
@@ -519,6 +531,29 @@ def _paired(ctx: _Ctx, spec: RunSpec, raw: Mapping[str, Any]) -> None:
     spec.warmup_steps = _int(ctx, "warmup_steps", raw.get("warmup_steps") or 0, 0)
     if spec.warmup_steps and model not in STAGED_MODELS:
         raise ctx.err("warmup_steps", f"model {model!r} has no training stages (only {', '.join(STAGED_MODELS)})")
+    spec.init = _init(ctx, raw.get("init"))
+
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _init(ctx: _Ctx, v: Any) -> dict[str, str] | None:
+    """``init: {run: <run id>, prefix: ""}`` (or ``init: <run id>``), checked; ``None`` when absent."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = {"run": v}
+    if not isinstance(v, Mapping):
+        raise ctx.err("init", f"must be a run id or a mapping {{run: <run id>, prefix: ...}}, got {_show(v)}")
+    unknown = sorted(set(v) - {"run", "prefix"})
+    if unknown:
+        raise ctx.err(f"init.{unknown[0]}", "unknown key (known: run, prefix)")
+    run, prefix = v.get("run"), v.get("prefix") or ""
+    if not isinstance(run, str) or not _RUN_NAME.fullmatch(run) or ".." in run:
+        raise ctx.err("init.run", f"must be the folder name of a run beside this one, got {_show(run)}")
+    if not isinstance(prefix, str):
+        raise ctx.err("init.prefix", f"must be a string, got {_show(prefix)}")
+    return {"run": run, "prefix": prefix}
 
 
 def _unpaired(ctx: _Ctx, spec: RunSpec, raw: Mapping[str, Any]) -> None:
