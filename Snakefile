@@ -83,7 +83,9 @@ REPORT = {
         "figures": {
             "fig_cr_features": "Contrastive regularization: anchor (output), positive (clear), negatives (hazy) and "
                                "their VGG-19 feature distances per layer.",
-            "fig_cr_during_training": "The L1 and CR terms during training of the full CR run.",
+            "fig_learning_curves": "PSNR, SSIM and colour error on the test images against training CPU-minutes: "
+                                   "AOD-Net, AECR-Net (L1) and its L1 / CR fine-tunes, with the hazy input and DCP.",
+            "fig_cr_during_training": "The L1 and CR terms during training of the CR fine-tunes and their L1 control.",
             "fig_psnr_vs_params": "PSNR against parameters: our measured points (left) and the paper's quoted ones "
                                   "(right, separate axis).",
             "fig_qualitative": "SOTS test images and real hazy photos dehazed by DCP and the seed-0 networks.",
@@ -139,6 +141,8 @@ REPORT = {
             "fig_bright_dark_patches": "An image's brightest and darkest patches by dark channel, with their values.",
             "fig_patch_statistics": "How much haze the bright and dark patches hold, over every test pair.",
             "fig_training": "PRM warm-up, then the joint stage's L1, inter- and intra-image contrastive terms (seed 0).",
+            "fig_learning_curves": "PSNR, SSIM and colour error against training CPU-minutes: each backbone's L1 run, "
+                                   "then its four fine-tuned variants, with the hazy input and DCP.",
             "fig_results": "Backbone / + PRM / + IICL / + PRM + IICL on AECR-Net and AOD-Net over seeds.",
             "fig_qualitative_aecrnet": "Test images and real photos through the AECR-Net variants and the PRM's J₀.",
             "fig_qualitative_aodnet": "Test images and real photos through the AOD-Net variants and the PRM's J₀.",

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["learning_curve", "training_minutes", "plot_learning_curves", "CURVE_METRICS"]
+__all__ = ["learning_curve", "training_minutes", "plot_learning_curves", "continued", "describe", "CURVE_METRICS"]
 
 #: (column, axis label) of the three quality measures, in plotting order.
 CURVE_METRICS = (("psnr", "PSNR (dB) ↑"), ("ssim", "SSIM ↑"), ("delta_e", "colour error ΔE2000 ↓"))
@@ -46,6 +46,17 @@ def learning_curve(history: pd.DataFrame, warmup: pd.DataFrame | None = None) ->
     out = pd.DataFrame({"step": ev["step"].astype(int), "cpu_min": ev["cpu_min"], "psnr": ev["psnr"], "ssim": ev["ssim"],
                         "delta_e": ev["eval_delta_e"] if "eval_delta_e" in ev else np.nan})
     return out.reset_index(drop=True)
+
+
+def continued(curve: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """``curve`` of a run that started from the weights of the run whose curve is ``base``, on the
+    base's axes: its steps and CPU-minutes counted on from the base's last evaluation, which opens it."""
+    if base.empty or curve.empty:
+        return curve
+    last = base.iloc[[-1]]
+    shifted = curve.assign(step=curve["step"] + int(last["step"].iloc[0]),
+                           cpu_min=curve["cpu_min"] + float(last["cpu_min"].iloc[0]))
+    return pd.concat([last, shifted], ignore_index=True)
 
 
 def plot_learning_curves(curves: Mapping[str, Sequence[pd.DataFrame]], refs: Mapping[str, Mapping[str, float]] | None = None,
@@ -83,3 +94,31 @@ def plot_learning_curves(curves: Mapping[str, Sequence[pd.DataFrame]], refs: Map
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def describe(curves: Mapping[str, Sequence[pd.DataFrame]], refs: Mapping[str, Mapping[str, float]] | None = None) -> str:
+    """Markdown bullets, one per variant of ``curves`` (as :func:`plot_learning_curves` takes them): the
+    seed mean at the last evaluation (PSNR, SSIM, ΔE, CPU-minutes, steps), what the second half of the
+    training time added, and the difference to each reference (e.g. hazy input, DCP)."""
+    out = []
+    for name, seeds in curves.items():
+        seeds = [c for c in seeds if len(c)]
+        if not seeds:
+            out.append(f"* **{name}**: no evaluation during training (a run with `eval_every` draws a curve).")
+            continue
+        g = pd.concat(seeds).groupby("step").mean(numeric_only=True).sort_index()
+        last = g.iloc[-1]
+        half = g[g["cpu_min"] <= last["cpu_min"] / 2]
+        text = (f"* **{name}**: {last['psnr']:.2f} dB, SSIM {last['ssim']:.3f}, ΔE {last['delta_e']:.1f} after "
+                f"{last['cpu_min']:.1f} CPU-min ({int(g.index[-1]):,} steps, mean of {len(seeds)} seed"
+                f"{'s' if len(seeds) > 1 else ''})")
+        if len(half) and len(g) > 2:
+            gain = last["psnr"] - half.iloc[-1]["psnr"]
+            trend = ("still rising: a longer schedule would likely add more" if gain > 0.25 else
+                     "nearly flat: a longer run at this schedule would add little" if gain > -0.25 else
+                     "falling: it peaked earlier")
+            text += f"; the second half of its time added {gain:+.2f} dB ({trend})"
+        for rname, ref in (refs or {}).items():
+            text += f"; {last['psnr'] - ref['psnr']:+.2f} dB / SSIM {last['ssim'] - ref['ssim']:+.3f} vs {rname}"
+        out.append(text + ".")
+    return "\n".join(out)

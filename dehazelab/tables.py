@@ -36,8 +36,12 @@ def seed_table(runs: pd.DataFrame, names: Sequence[str], uses_cr: Mapping[str, b
                key: str = "config") -> pd.DataFrame:
     """Mean ± 95 % half-width over seeds per row (``dehazelab.stats.seed_summary``), in the order of
     ``names``, with the row's ``#params`` (its first run's), mean ``s/step`` and the VGG-19 its CR used
-    (``vgg_used`` for a row whose ``uses_cr`` is true, else "— (no CR)"). The key column is named ``row``."""
-    t = dstats.seed_summary(runs, key, names).rename(columns={key: "row"})
+    (``vgg_used`` for a row whose ``uses_cr`` is true, else "— (no CR)"). The key column is named ``row``.
+    PSNR, SSIM and, when every run has one (column ``delta_e``), the mean CIEDE2000 colour error ΔE."""
+    metrics = {"psnr": "PSNR", "ssim": "SSIM"}
+    if "delta_e" in runs and runs["delta_e"].notna().all():
+        metrics["delta_e"] = "ΔE"
+    t = dstats.seed_summary(runs, key, names, metrics).rename(columns={key: "row"})
     first = runs.groupby(key).first()
     t["#params"] = [int(first.loc[n, "params"]) for n in names]
     t["s/step"] = [runs[runs[key] == n].s_per_step.mean() for n in names]
@@ -74,15 +78,30 @@ def add_quoted(table: pd.DataFrame, quoted: Mapping[str, Mapping[str, Any]], col
     return table
 
 
+def detectable_text(half_width: float, n: int) -> str:
+    """"≥ x.xx dB": the smallest true PSNR difference ``n`` paired seeds detect at 80 % power
+    (:func:`dehazelab.stats.detectable_difference`), from the seed-to-seed spread behind a 95 %
+    half-width ``half_width``; "—" when it cannot be told (one seed)."""
+    import math
+
+    from scipy.stats import t
+
+    if n < 2 or not math.isfinite(half_width):
+        return "—"
+    sd = half_width * math.sqrt(n) / t.ppf(0.975, n - 1)
+    return f"≥ {dstats.detectable_difference(sd, n):.2f} dB"
+
+
 class ClaimRows:
     """The short claims table of a notebook (one row per claim, ``columns``) filled alongside the long
     one (:class:`dehazelab.stats.ClaimsTable`, one row per compared pair) from paired PSNR differences."""
 
-    columns = ["claim", "paper's evidence", "ours (PSNR difference, 95% CI)", "at this size"]
+    columns = ["claim", "paper's evidence", "ours (PSNR difference, 95% CI)", "at this size",
+               "detectable with these seeds"]
 
     def __init__(self, runs: pd.DataFrame, long: dstats.ClaimsTable, key: str = "config", metric: str = "psnr"):
         self.runs, self.long, self.key, self.metric = runs, long, key, metric
-        self.rows: list[tuple[str, str, str, str]] = []
+        self.rows: list[tuple[str, str, str, str, str]] = []
 
     def compare(self, a: str, b: str) -> tuple[float, float, int]:
         """Mean ``metric(a) − metric(b)`` over seeds, paired, with its 95 % t half-width and the seed count."""
@@ -92,13 +111,13 @@ class ClaimRows:
         """The claim "``a`` beats ``b``" as one short row and one long row; its verdict is
         :func:`dehazelab.stats.verdict` of the paired PSNR difference."""
         d, h, n = self.compare(a, b)
-        self.rows.append((claim, evidence, f"{d:+.2f} dB ± {h:.2f}", dstats.verdict(d, h)))
+        self.rows.append((claim, evidence, f"{d:+.2f} dB ± {h:.2f}", dstats.verdict(d, h), detectable_text(h, n)))
         self.long.add(claim, evidence, comparison, "PSNR", "dB", d, h, n)
         return d, h, n
 
-    def add_row(self, claim: str, evidence: str, ours: str, verdict: str) -> None:
+    def add_row(self, claim: str, evidence: str, ours: str, verdict: str, detectable: str = "") -> None:
         """A short row built by the caller (e.g. an ordering claim of two differences)."""
-        self.rows.append((claim, evidence, ours, verdict))
+        self.rows.append((claim, evidence, ours, verdict, detectable))
 
     def frame(self, **constant: Any) -> pd.DataFrame:
         """The short table, with a constant column per keyword (e.g. the VGG-19 used)."""

@@ -20,7 +20,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Notebook", "start"]
+__all__ = ["Notebook", "start", "vgg_sentence", "md_number", "held_summary"]
+
+
+def held_summary(claims, table=None, vgg: str | None = None, *, ours: str | None = None,
+                 floor_ref: str | None = None, claim_col: str = "claim", verdict_col: str = "at this size",
+                 ours_col: str = "ours (PSNR difference, 95% CI)") -> str:
+    """Markdown for a notebook's ending, generated from its results: the claims grouped as held / not
+    held / not shown / undetermined (each with our difference and, when given, what the seeds could
+    detect), then — with ``table`` (rows ``row``, ``PSNR``, ``SSIM``), ``ours`` and ``floor_ref`` —
+    where the method stands against that reference."""
+    from .stats import verdict_category
+
+    groups: dict[str, list[str]] = {"held": [], "not held": [], "not shown": [], "undetermined": []}
+    for _, r in claims.iterrows():
+        det = r.get("detectable with these seeds", "")
+        extra = f"; detectable with these seeds: {det}" if det and det != "—" else ""
+        groups[verdict_category(r[verdict_col])].append(f"{r[claim_col]} ({r[ours_col]}{extra})")
+    titles = {"held": "**Held**", "not held": "**Not held** (the opposite, beyond seed noise)",
+              "not shown": "**Not shown at this size** (within seed noise)", "undetermined": "**Undetermined** (one seed)"}
+    lines = [f"* {titles[k]}: " + "; ".join(v) + "." for k, v in groups.items() if v]
+    if table is not None and ours is not None and floor_ref is not None:
+        t = table.set_index("row")
+        if ours in t.index and floor_ref in t.index:
+            a, b = t.loc[ours], t.loc[floor_ref]
+            lines.append(f"* **Quality**: {ours} {a['PSNR']:.2f} dB / SSIM {a['SSIM']:.3f} against {floor_ref} "
+                         f"{b['PSNR']:.2f} dB / {b['SSIM']:.3f}: {a['PSNR'] - b['PSNR']:+.2f} dB, SSIM "
+                         f"{a['SSIM'] - b['SSIM']:+.3f}.")
+    if vgg is not None and not str(vgg).startswith("imagenet"):
+        lines.append(f"* Every VGG-19 term above used a random VGG-19 (`{vgg}`), not the paper's ImageNet one.")
+    return "\n".join(lines)
+
+
+def vgg_sentence(label: str, loss: str) -> str:
+    """One Markdown sentence saying which VGG-19 the ``loss`` (e.g. "CR") of this run uses, from the
+    label :func:`dehazelab.models.vgg.vgg19_features` returns."""
+    if label.startswith("imagenet"):
+        return (f"**This run's {loss} uses the ImageNet VGG-19** (`{label}`): the paper's loss, so its "
+                "rows can be read against the paper's.")
+    return (f"**This run's {loss} uses a random VGG-19** (`{label}`; the ImageNet weights could not be "
+            f"loaded here). Its {loss} rows test the loss's form with random features, not the paper's loss: "
+            "read their differences from L1 with that in mind.")
+
+
+def md_number(x: float, digits: int = 2, unit: str = "") -> str:
+    """``x`` for a generated sentence: fixed digits, a thin space before the unit, "n/a" when not finite."""
+    import math
+
+    if x is None or not math.isfinite(float(x)):
+        return "n/a"
+    return f"{float(x):.{digits}f}" + (f" {unit}" if unit else "")
 
 
 @dataclass
@@ -48,6 +97,22 @@ class Notebook:
         from .data.datasets import PairedDataset
 
         return PairedDataset(self.test_pairs)
+
+    def scores(self, dehaze) -> dict[str, float]:
+        """Mean PSNR, SSIM and ΔE (CIEDE2000) over the test pairs of an untrained method: ``dehaze`` maps
+        an HWC float image to its HWC restoration (``lambda im: im`` scores the hazy input itself)."""
+        import numpy as np
+
+        from . import metrics as M
+
+        ds, rows = self.test_set, []
+        for i in range(len(ds)):
+            it = ds[i]
+            hazy, clear = it["hazy"].permute(1, 2, 0).numpy(), it["clear"].permute(1, 2, 0).numpy()
+            out = np.clip(dehaze(hazy), 0.0, 1.0)
+            rows.append((M.psnr(out, clear), M.ssim(out, clear), M.delta_e(out, clear)))
+        a = np.asarray(rows, dtype=float)
+        return {"psnr": float(a[:, 0].mean()), "ssim": float(a[:, 1].mean()), "delta_e": float(a[:, 2].mean())}
 
     def shown_pairs(self, k: int) -> list[tuple[Any, Any, str]]:
         """``k`` test pairs of *different* scenes for a qualitative figure (``data.selection.distinct_scenes``):

@@ -91,13 +91,15 @@ class GridResults:
         return next(r for g, r in self.pairs if g.variant == variant and g.keep)
 
     def table(self):
-        """One row per run: variant, seed, psnr, ssim, n_test, params, timings, run id."""
+        """One row per run: variant, seed, psnr, ssim, delta_e (mean CIEDE2000), steps, the run it
+        started from (``init``), n_test, params, timings, run id."""
         import pandas as pd
 
         rows = []
         for g, r in self.pairs:
             s = r.summary
             rows.append({"variant": g.variant, "seed": g.seed, "psnr": s.get("psnr"), "ssim": s.get("ssim"),
+                         "delta_e": s.get("delta_e"), "steps": s.get("steps"), "init": (s.get("init") or {}).get("run"),
                          "n_test": s.get("n_test"), "params": s.get("params") if not isinstance(s.get("params"), dict)
                          else s.get("params_generator"), "train_s": s.get("train_s"), "warmup_s": s.get("warmup_s"),
                          "eval_s": s.get("eval_s"), "sec_per_step": s.get("sec_per_step"),

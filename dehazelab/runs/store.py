@@ -125,6 +125,13 @@ class Run:
         f = self.dir / WARMUP_DIR / HISTORY_FILE
         return pd.read_csv(f) if f.is_file() else None
 
+    def curve(self):
+        """Test quality against training CPU-minutes at each evaluation (:func:`dehazelab.curves.learning_curve`;
+        a staged run's warm-up time included)."""
+        from ..curves import learning_curve
+
+        return learning_curve(self.history, self.warmup_history)
+
     @property
     def per_image(self):
         import pandas as pd
