@@ -36,10 +36,12 @@ def cost_jobs(config: str, kwargs: Mapping[str, Mapping[str, Any]], *, crop: int
 
 
 def cost_table(jobs: Sequence[Mapping[str, Any]], costs: Sequence[Mapping[str, Any]]):
-    """A ``pandas.DataFrame``, one row per job and its :func:`measure_costs` result."""
+    """A ``pandas.DataFrame``, one row per job and its :func:`measure_costs` result (``repeat``: the
+    job's ``repeat`` key, 0 when absent — a configuration measured several times, interleaved)."""
     import pandas as pd
 
-    return pd.DataFrame([{"config": j["config"], "method": j["method"], "crop": j["cfg"]["crop"],
+    return pd.DataFrame([{"config": j["config"], "method": j["method"], "repeat": int(j.get("repeat", 0)),
+                          "crop": j["cfg"]["crop"],
                           "ngf": j["kwargs"]["ngf"], "sec/iter (median)": c["sec_per_iter_median"],
                           "sec/iter (mean)": c["sec_per_iter"], "peak mem above baseline (MB)": c["peak_mem_delta_mb"],
                           "baseline (MB)": c["baseline_mem_mb"], "memory kind": c["memory_kind"],

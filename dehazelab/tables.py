@@ -78,7 +78,7 @@ def add_quoted(table: pd.DataFrame, quoted: Mapping[str, Mapping[str, Any]], col
     return table
 
 
-def detectable_text(half_width: float, n: int) -> str:
+def detectable_text(half_width: float, n: int, unit: str = "dB", digits: int = 2) -> str:
     """"≥ x.xx dB": the smallest true PSNR difference ``n`` paired seeds detect at 80 % power
     (:func:`dehazelab.stats.detectable_difference`), from the seed-to-seed spread behind a 95 %
     half-width ``half_width``; "—" when it cannot be told (one seed)."""
@@ -89,7 +89,7 @@ def detectable_text(half_width: float, n: int) -> str:
     if n < 2 or not math.isfinite(half_width):
         return "—"
     sd = half_width * math.sqrt(n) / t.ppf(0.975, n - 1)
-    return f"≥ {dstats.detectable_difference(sd, n):.2f} dB"
+    return f"≥ {dstats.detectable_difference(sd, n):.{digits}f}" + (f" {unit}" if unit else "")
 
 
 class ClaimRows:

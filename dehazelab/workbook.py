@@ -20,7 +20,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Notebook", "start", "vgg_sentence", "md_number", "held_summary"]
+__all__ = ["Notebook", "start", "vgg_sentence", "md_number", "held_summary", "held_summary_long"]
+
+
+def held_summary_long(long, vgg: str | None = None) -> str:
+    """:func:`held_summary` of a long claims table (``dehazelab.stats.ClaimsTable.frame()``: one row per
+    claim, metric and setting), each row named by its claim and metric."""
+    import pandas as pd
+
+    from .stats import format_estimate
+    from .tables import detectable_text
+
+    short = pd.DataFrame({
+        "claim": [f"{r.claim} — {r.metric}" + (" (official architecture)" if "official" in str(r.setting) else "")
+                  for r in long.itertuples()],
+        "ours": [format_estimate(r.estimate, r.ci95, r.unit, 4 if r.unit in ("", "s") else 2) for r in long.itertuples()],
+        "at this size": list(long["verdict"]),
+        "detectable with these seeds": [detectable_text(r.ci95, int(r.n), r.unit, 4 if r.unit in ("", "s") else 2)
+                                        for r in long.itertuples()],
+    })
+    return held_summary(short, None, vgg, ours_col="ours")
 
 
 def held_summary(claims, table=None, vgg: str | None = None, *, ours: str | None = None,
