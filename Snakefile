@@ -106,6 +106,8 @@ REPORT = {
                                      "negatives elsewhere.",
             "fig_patchnce_similarity": "One query's cosine similarity to every key, per layer, before and after training.",
             "fig_losses": "GAN, PatchNCE and cycle losses during training (seed 0), with chance levels.",
+            "fig_learning_curves": "PSNR, SSIM and colour error against training CPU-minutes for CUT, FastCUT and "
+                                   "CycleGAN, with the hazy input and DCP.",
             "fig_qualitative": "SOTS test images and real hazy photos dehazed by the seed-0 CUT, FastCUT and CycleGAN.",
         },
         "tables": {
@@ -123,6 +125,8 @@ REPORT = {
             "fig_scene_and_haze": "One SOTS scene at every haze level: the scene factor stays, the haze factor changes.",
             "fig_losses": "Adversarial, cycle and contrastive terms and the hardness of the negatives during training.",
             "fig_ablation": "The ablation (CycleGAN, + contrastive, + hard negatives, + exemplars, CUT) over seeds.",
+            "fig_learning_curves": "PSNR, SSIM and colour error against training CPU-minutes for each ablation row, "
+                                   "with the hazy input and DCP (runs trained with eval_every only).",
             "fig_features_pca": "Encoder features coloured by scene and by haze level, before and after training.",
             "fig_negatives_nearest": "Generated negatives of N_A shown through their nearest real patches.",
             "fig_qualitative": "SOTS test images and real hazy photos dehazed by each ablation row's seed-0 generator.",
