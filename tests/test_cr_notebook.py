@@ -76,8 +76,13 @@ def test_claim_rows_short_and_long_tables():
     claims.add_row("ordering", "Table 4", "text", "held")
     df = claims.frame(**{"VGG-19 of CR": "random"})
     assert list(df.columns) == T.ClaimRows.columns + ["VGG-19 of CR"]
+    # the smallest difference these seeds detect, from the per-seed differences' standard deviation
+    a = runs[runs.config == "+ CR (1:1)"].set_index("seed").psnr
+    b = runs[runs.config == "+ mixup"].set_index("seed").psnr
+    det = dstats.detectable_difference(float((a - b).std(ddof=1)), len(a))
     assert df.iloc[0].tolist() == ["CR improves over L1", "Table 2", f"{d:+.2f} dB ± {h:.2f}", dstats.verdict(d, h),
-                                   "random"]
+                                   f"≥ {det:.2f} dB", "random"]
+    assert df.iloc[1, 4] == ""  # a row built by the caller has no detectable difference unless given
     assert df.iloc[1, 3] == "held"
     lf = long.frame()
     assert len(lf) == 1 and lf.iloc[0]["comparison"] == "cr − l1" and lf.iloc[0]["n"] == 3

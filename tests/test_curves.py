@@ -43,3 +43,18 @@ def test_plot_shows_the_seed_mean_and_the_references():
     assert line.get_ydata().tolist() == [16.0, 18.0]  # mean over the two seeds
     assert any(list(l.get_ydata()) == [16.0, 16.0] for l in ax_psnr.get_lines()[1:])  # the reference
     assert len(fig.axes) == 3
+
+
+def test_continued_curve_starts_at_the_base_runs_last_point():
+    import pandas as pd
+
+    from dehazelab.curves import continued, describe
+
+    base = pd.DataFrame({"step": [100, 200], "cpu_min": [1.0, 2.0], "psnr": [18.0, 20.0], "ssim": [0.7, 0.8],
+                         "delta_e": [9.0, 8.0]})
+    tune = pd.DataFrame({"step": [50], "cpu_min": [0.5], "psnr": [20.5], "ssim": [0.81], "delta_e": [7.5]})
+    c = continued(tune, base)
+    assert c["step"].tolist() == [200, 250] and c["cpu_min"].tolist() == [2.0, 2.5] and c["psnr"].tolist() == [20.0, 20.5]
+    text = describe({"base": [base]}, {"DCP": {"psnr": 19.0, "ssim": 0.82, "delta_e": 7.0}})
+    assert "20.00 dB, SSIM 0.800" in text and "+1.00 dB / SSIM -0.020 vs DCP" in text
+    assert "no evaluation" in describe({"x": [base.iloc[0:0]]})

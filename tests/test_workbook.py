@@ -33,7 +33,7 @@ def test_start_reads_the_parameters_cell_names_and_sets_up(offline):
 
 def test_the_test_pairs_are_the_ones_the_runs_score(offline):
     """The notebook's pictures show the images its runs' numbers come from."""
-    params = {**notebook_defaults("01_cr_aecrnet"), "steps": 1}
+    params = {**notebook_defaults("01_cr_aecrnet"), "steps": 2, "ablation_steps": 1, "aod_steps": 1}
     nb = workbook.start("01_cr_aecrnet", params)
     from dehazelab.runs import ensure
 
@@ -67,3 +67,43 @@ def test_shown_pairs_are_distinct_labelled_test_images(offline):
         assert torch.equal(hazy, nb.test_set[labels.index(label)]["hazy"])  # the image the label names
     scenes = [label.split(",")[0] for _, _, label in shown]
     assert len(set(scenes)) == len(scenes)  # no scene twice
+
+
+def test_scores_of_the_identity_are_the_hazy_inputs_own(offline):
+    """Notebook.scores(lambda im: im) scores the hazy inputs against their clear images, image by image."""
+    import numpy as np
+
+    from dehazelab import metrics as M
+
+    nb = workbook.start("01_cr_aecrnet", notebook_defaults("01_cr_aecrnet"))
+    got = nb.scores(lambda im: im)
+    ds = nb.test_set
+    items = [ds[i] for i in range(len(ds))]
+    hw = [(it["hazy"].permute(1, 2, 0).numpy(), it["clear"].permute(1, 2, 0).numpy()) for it in items]
+    assert got["psnr"] == pytest.approx(np.mean([M.psnr(h, c) for h, c in hw]))
+    assert got["ssim"] == pytest.approx(np.mean([M.ssim(h, c) for h, c in hw]))
+    assert got["delta_e"] == pytest.approx(np.mean([M.delta_e(h, c) for h, c in hw]))
+    assert nb.scores(lambda im: items_clear_of(im, hw))["psnr"] == float("inf")
+
+
+def items_clear_of(im, hw):
+    """The clear image of the hazy image ``im`` (a perfect dehazer)."""
+    import numpy as np
+
+    return next(c for h, c in hw if np.array_equal(h, im))
+
+
+def test_held_summary_groups_claims_by_verdict():
+    import pandas as pd
+
+    claims = pd.DataFrame({"claim": ["a", "b", "c"], "ours (PSNR difference, 95% CI)": ["+1", "-1", "+0.1"],
+                           "at this size": ["held", "not held (the opposite, beyond seed noise)",
+                                            "not shown at this size (same direction, within seed noise)"],
+                           "detectable with these seeds": ["≥ 0.5 dB", "—", "≥ 0.9 dB"]})
+    table = pd.DataFrame({"row": ["X", "DCP"], "PSNR": [21.5, 20.0], "SSIM": [0.85, 0.83]})
+    text = workbook.held_summary(claims, table, "random(seed=0)", ours="X", floor_ref="DCP")
+    lines = text.splitlines()
+    assert lines[0] == "* **Held**: a (+1; detectable with these seeds: ≥ 0.5 dB)."
+    assert lines[1].startswith("* **Not held**") and "b (-1)" in lines[1]
+    assert lines[2].startswith("* **Not shown at this size**") and "≥ 0.9 dB" in lines[2]
+    assert "+1.50 dB, SSIM +0.020" in lines[3] and "random VGG-19" in lines[4]
