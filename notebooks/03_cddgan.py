@@ -74,6 +74,7 @@ num_negatives = 16  # generated negatives per image and layer (NEGCUT: 256; even
 netF_nc = 32  # projection-head / negative width (NEGCUT: 256)
 global_residual = True  # generator output x + net(x), as notebook 02
 cycle_weights = {"lambda_A": 1.0, "lambda_B": 1.0, "lambda_identity": 0.0}  # every row; CycleGAN's: 10 / 10 / 0.5 (as notebook 02's CycleGAN)
+lambda_NCE = None  # weight of the contrastive terms in the contrastive rows (None: the reconstruction's 2, DCLGAN's)
 eval_every = 0  # evaluate on the test split every this many iterations (learning curves; 0: at the end only)
 decay_fraction = 0.5  # share of the iterations in the linear lr decay (CycleGAN / NEGCUT: 100+100 / 200+200 epochs)
 max_test_images = 2  # paired test images scored per run (0: all of the test split)
@@ -152,6 +153,7 @@ scaled = pd.DataFrame([
     ("projection-head / negative width", "256 (NEGCUT)", str(netF_nc)),
     ("iterations (batch 1)", "hundreds of thousands (NEGCUT: 400 epochs)", f"{steps} for each row"),
     ("generator output", "G(x)", "x + G(x)" if global_residual else "G(x)"),
+    ("contrastive weight λ_NCE", "2 (DCLGAN; assumed)", "2" if lambda_NCE is None else str(lambda_NCE)),
     ("cycle λ_A / λ_B, identity λ_idt", "10 / 10 / 0.5 (CycleGAN)",
      " / ".join(str(cycle_weights.get(k, d)) for k, d in (("lambda_A", 10.0), ("lambda_B", 10.0), ("lambda_identity", 0.5)))),
     ("test images", "SOTS (paper's protocol unknown to us)", f"{len(test_pairs)} SOTS pairs at native resolution"),
@@ -322,7 +324,7 @@ for v in VARIANTS[1:]:
     ax[1].plot(hv.step, hv.loss_NCE_Y, color=colors[v], ls="--", lw=1)
     ax[2].plot(hv.step, hv.stat_sim_pos, color=colors[v], label=f"{SHORT[v]}: cos(q, positive)")
     ax[2].plot(hv.step, hv.stat_sim_neg, color=colors[v], ls="--", label=f"{SHORT[v]}: cos(q, negatives)")
-lam = CDDGAN_VARIANTS["cddgan"]["lambda_NCE"]
+lam = CDDGAN_VARIANTS["cddgan"]["lambda_NCE"] if lambda_NCE is None else float(lambda_NCE)
 ax[1].axhline(lam * math.log(num_patches), color="gray", ls=":", lw=1, label="in-image NCE at chance")
 ax[1].axhline(lam * math.log(num_negatives + 1), color="black", ls=":", lw=1, label="generated NCE at chance")
 ax[1].set(title="contrastive terms (solid X, dashed Y)", xlabel="iteration")

@@ -217,12 +217,14 @@ def _grid_03(p: Mapping[str, Any], threads: int, has_data: bool) -> list[GridRun
               "num_patches": int(p["num_patches"]), "num_negatives": int(p["num_negatives"]),
               "netF_nc": int(p["netF_nc"]), **_residual(p)}
     over = {k: float(v) for k, v in (p.get("cycle_weights") or {}).items()}  # every row alike
+    nce = p.get("lambda_NCE")  # the contrastive rows' weight (None: CDD-GAN's default); the CycleGAN row has none
     seeds = [int(s) for s in p["seeds"]]
     out = []
     for seed in seeds:
         for v in CDDGAN_ROWS:
             spec = {"kind": "unpaired", "description": f"03 {v}", "method": "cddgan",
-                    "method_kwargs": {"seed": seed, "variant": v, **common, **over},
+                    "method_kwargs": {"seed": seed, "variant": v, **common, **over,
+                                      **({"lambda_NCE": float(nce)} if nce is not None and v != "cyclegan" else {})},
                     "train": _unpaired_train(p, seed, threads, float(p["decay_fraction"])), "data": _data(p, has_data)}
             out.append(GridRun(v, seed, spec, keep=seed == seeds[0]))
     return out
