@@ -112,6 +112,23 @@ def verdict(diff: float, half: float) -> str:
     return "not shown at this size (" + ("same" if diff > 0 else "opposite") + " direction, within seed noise)"
 
 
+def repeated_verdict(a, b) -> str:
+    """The verdict on "``a`` is lower than ``b``" from repeated, interleaved measurements of both
+    (e.g. seconds per iteration): *held* when ``a`` is lower in every repeat, *not held* when higher in
+    every repeat, *not shown* when the repeats disagree; one repeat says so."""
+    below = [bool(x < y) for x, y in zip(list(a), list(b), strict=True)]
+    n = len(below)
+    if n == 0:
+        raise ValueError("repeated_verdict: no measurements")
+    if n == 1:
+        return ("held" if below[0] else "not held") + " (one measurement)"
+    if all(below):
+        return f"held (in all {n} repeats)"
+    if not any(below):
+        return f"not held (the opposite in all {n} repeats)"
+    return f"not shown (the repeats disagree: lower in {sum(below)} of {n})"
+
+
 def verdict_category(text: str) -> str:
     """Map a verdict string (e.g. from :func:`verdict`) to one of :data:`VERDICT_CATEGORIES`."""
     t = str(text).strip().lower()

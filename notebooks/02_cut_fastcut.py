@@ -689,19 +689,6 @@ claims.append(("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})",
 # here needs every repeat to agree.
 
 # %%
-def repeated_verdict(a, b, col):
-    """``a`` below ``b`` in every repeat: held; above in every repeat: not held; else not shown."""
-    below = [bool(x < y) for x, y in zip(a[col], b[col])]
-    n = len(below)
-    if n == 1:
-        return ("held" if below[0] else "not held") + " (one measurement)"
-    if all(below):
-        return f"held (in all {n} repeats)"
-    if not any(below):
-        return f"not held (the opposite in all {n} repeats)"
-    return f"not shown (the repeats disagree: {sum(below)} of {n})"
-
-
 if perf_official:
     o = cost_repeats[cost_repeats.config != "this notebook"]
     per = {LABEL[m]: o[o.method == m].sort_values("repeat") for m in METHODS}
@@ -709,9 +696,8 @@ if perf_official:
     rng = {k: {m: f"{v[c].median():.2f} [{v[c].min():.2f}–{v[c].max():.2f}]" if k == "time" else f"{v[c].median():.0f}"
                for m, v in per.items()} for k, c in cols.items()}
     official = f"official architecture (ResNet-9, ngf 64, 128², batch 1), {official_repeats} interleaved repeat(s)"
-    vt = repeated_verdict(per["CUT"], per["CycleGAN"], cols["time"])
-    vm = repeated_verdict(per["CUT"], per["CycleGAN"], cols["memory"])
-    vf = repeated_verdict(per["FastCUT"], per["CUT"], cols["time"])
+    vt, vm = (dstats.repeated_verdict(per["CUT"][c], per["CycleGAN"][c]) for c in cols.values())
+    vf = dstats.repeated_verdict(per["FastCUT"][cols["time"]], per["CUT"][cols["time"]])
     med = {m: {k: float(v[c].median()) for k, c in cols.items()} for m, v in per.items()}
     long.add("CUT uses less time than CycleGAN", f"{Q_TIME} ({COST_SRC})", "CycleGAN − CUT (median of repeats)",
              "sec/iter", "s", med["CycleGAN"]["time"] - med["CUT"]["time"], float("nan"), official_repeats,

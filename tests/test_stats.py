@@ -120,3 +120,13 @@ def test_a_claim_tested_in_two_settings_is_counted_once():
     assert len(v) == 3  # five rows, three claims
     assert S.combine_categories(["not held", "not shown"]) == "not held"
     assert S.combine_categories(["undetermined"]) == "undetermined"
+
+
+def test_repeated_verdict_needs_every_repeat_to_agree():
+    assert S.repeated_verdict([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]) == "held (in all 3 repeats)"
+    assert S.repeated_verdict([3.0, 4.0], [2.0, 3.0]) == "not held (the opposite in all 2 repeats)"
+    assert S.repeated_verdict([1.0, 4.0, 1.0], [2.0, 3.0, 2.0]) == "not shown (the repeats disagree: lower in 2 of 3)"
+    assert S.repeated_verdict([1.0], [2.0]) == "held (one measurement)"
+    assert S.verdict_category(S.repeated_verdict([1.0, 4.0], [2.0, 3.0])) == "not shown"
+    with pytest.raises(ValueError):
+        S.repeated_verdict([1.0, 2.0], [1.0])
