@@ -37,7 +37,7 @@ for _nb in NOTEBOOKS:
     for _g in run_grid(_nb, _params, run_threads=RUN_THREADS):
         _spec = parse_spec(_g.spec).to_dict()
         _keep = _g.keep or RUNS.get(_g.id, (None, False))[1]
-        RUNS[_g.id] = (_spec, _keep, _g.variant)
+        RUNS[_g.id] = (_spec, _keep, RUNS[_g.id][2] if _g.id in RUNS else _g.variant)  # a shared run: its first label
         NB_RUNS[_nb].append(_g.id)
 for _id, (_spec, _keep, _label) in RUNS.items():
     _init = (_spec.get("init") or {}).get("run")
