@@ -173,6 +173,8 @@ REPORT = {
             "cr_table4_rates": "CR Table 4 (positive : negative rates): ours beside the paper's quoted numbers.",
             "cut_table1": "CUT Table 1: our quality and CPU cost beside the paper's quoted FID and GPU cost.",
             "cddgan_ablation": "CDD-GAN ablation (reconstruction; no paper numbers to quote).",
+            "quality": "Does each trained model dehaze? Its seed mean against the hazy input and DCP on the same "
+                       "test images, and whether it meets its quality floor (dehazelab/floors.py).",
             "iicl_table": "IICL on two backbones (reconstruction; no paper numbers to quote).",
             "runs": "What each notebook ran: data, seeds, steps, VGG-19 used, wall time.",
             "scale": "Every setting scaled down at the small size beside its paper-scale value (config/full.yaml).",

@@ -76,7 +76,7 @@ class ImageTranslator(nn.Module):
 
 
 def _resnet_kwargs(kw: dict[str, Any], antialias: bool) -> dict[str, Any]:
-    allowed = {"in_ch", "out_ch", "ngf", "n_blocks", "antialias", "antialias_up"}
+    allowed = {"in_ch", "out_ch", "ngf", "n_blocks", "antialias", "antialias_up", "global_residual"}
     unknown = sorted(set(kw) - allowed)
     if unknown:
         raise TypeError(f"unknown generator kwargs {unknown}; allowed: {sorted(allowed)}")
@@ -89,7 +89,8 @@ def cut_generator(**kw: Any) -> ImageTranslator:
     """CUT / FastCUT dehazer: ``ImageTranslator(ResnetGenerator(**kw))``, anti-aliased by default.
 
     ``kw``: ``in_ch``, ``out_ch``, ``ngf`` (64), ``n_blocks`` (9), ``antialias`` (True),
-    ``antialias_up`` (True). Weights are untrained: load a checkpoint's ``model`` state dict.
+    ``antialias_up`` (True), ``global_residual`` (False: output ``x + G(x)``). Weights are untrained:
+    load a checkpoint's ``model`` state dict.
     """
     return ImageTranslator(ResnetGenerator(**_resnet_kwargs(kw, antialias=True)))
 

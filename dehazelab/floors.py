@@ -1,0 +1,68 @@
+"""Quality floors: does a trained model dehaze, measured against the hazy input and the dark channel
+prior on the same test images?
+
+The workbook's committed (small) size must show every method working before its claims mean much.
+The floors, on the test split, as the seed mean:
+
+* ``headline``: the headline paired models (AECR-Net with CR, IICL on AECR-Net) beat DCP by at
+  least 1 dB PSNR and match or beat its SSIM;
+* ``aodnet``: AOD-Net reaches 19.5 dB and SSIM 0.80 (its papers report 19.1-20.5 dB on SOTS);
+* ``unpaired``: an unpaired method (CUT, FastCUT, CycleGAN, CDD-GAN) is at least 2 dB above the
+  hazy input, with a higher SSIM;
+* every learned model (``learned``, and all of the above): SSIM not below the hazy input's and a
+  mean colour error ΔE (CIEDE2000) not above it.
+
+:func:`check` returns whether a row meets its floor and, if not, which part fails.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+__all__ = ["KINDS", "check"]
+
+#: floor kind -> what it asks (the module docstring has the reasons)
+KINDS: dict[str, str] = {
+    "headline": "≥ DCP + 1 dB, SSIM ≥ DCP's",
+    "aodnet": "≥ 19.5 dB, SSIM ≥ 0.80",
+    "unpaired": "≥ hazy + 2 dB, SSIM > hazy's",
+    "learned": "SSIM ≥ hazy's, ΔE ≤ hazy's",
+}
+
+
+def _num(x) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def check(kind: str, row: Mapping[str, float], hazy: Mapping[str, float], dcp: Mapping[str, float] | None = None
+          ) -> tuple[str, str]:
+    """``("met" | "not met" | "n/a", reason)`` for a model's seed-mean ``row`` (keys ``psnr``, ``ssim``,
+    ``delta_e``) against the ``hazy`` input's and ``dcp``'s scores on the same images. "n/a" when a
+    number the floor needs is missing (e.g. results written before ΔE was recorded)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown floor kind {kind!r}; known: {', '.join(KINDS)}")
+    p, s, de = _num(row.get("psnr")), _num(row.get("ssim")), _num(row.get("delta_e"))
+    hp, hs, hde = _num(hazy.get("psnr")), _num(hazy.get("ssim")), _num(hazy.get("delta_e"))
+    dp, ds = (_num(dcp.get("psnr")), _num(dcp.get("ssim"))) if dcp else (math.nan, math.nan)
+    ops = {">=": lambda v, b: v >= b, ">": lambda v, b: v > b, "<=": lambda v, b: v <= b}
+    tests: list[tuple[str, float, float, str]] = []  # (what, value, bound, the relation that must hold)
+    if kind == "headline":
+        tests += [("PSNR vs DCP + 1 dB", p, dp + 1.0, ">="), ("SSIM vs DCP", s, ds, ">=")]
+    elif kind == "aodnet":
+        tests += [("PSNR vs 19.5 dB", p, 19.5, ">="), ("SSIM vs 0.80", s, 0.80, ">=")]
+    elif kind == "unpaired":
+        tests += [("PSNR vs hazy + 2 dB", p, hp + 2.0, ">="), ("SSIM vs hazy", s, hs, ">")]
+    tests += [("SSIM vs hazy", s, hs, ">="), ("ΔE vs hazy", de, hde, "<=")]
+    missing = sorted({w for w, v, b, _ in tests if not (math.isfinite(v) and math.isfinite(b))})
+    failed = list(dict.fromkeys(f"{w}: {v:.3g} vs {b:.3g}" for w, v, b, op in tests
+                                if math.isfinite(v) and math.isfinite(b) and not ops[op](v, b)))
+    if failed:
+        return "not met", "; ".join(failed)
+    if missing:
+        return "n/a", "not recorded: " + ", ".join(missing)
+    return "met", ""

@@ -1,0 +1,41 @@
+"""The quality floors (dehazelab.floors): each kind's bounds, missing numbers, and the reason given."""
+
+import math
+
+import pytest
+
+from dehazelab.floors import KINDS, check
+
+HAZY = {"psnr": 12.5, "ssim": 0.675, "delta_e": 18.0}
+DCP = {"psnr": 20.0, "ssim": 0.835, "delta_e": 7.0}
+
+
+def test_headline_needs_dcp_plus_one_db_and_its_ssim():
+    assert check("headline", {"psnr": 21.0, "ssim": 0.835, "delta_e": 6.0}, HAZY, DCP) == ("met", "")
+    v, why = check("headline", {"psnr": 20.9, "ssim": 0.84, "delta_e": 6.0}, HAZY, DCP)
+    assert v == "not met" and why.startswith("PSNR vs DCP + 1 dB: 20.9 vs 21")
+    v, why = check("headline", {"psnr": 22.0, "ssim": 0.83, "delta_e": 6.0}, HAZY, DCP)
+    assert v == "not met" and "SSIM vs DCP" in why
+
+
+def test_aodnet_and_unpaired_bounds():
+    assert check("aodnet", {"psnr": 19.5, "ssim": 0.80, "delta_e": 9.0}, HAZY)[0] == "met"
+    assert check("aodnet", {"psnr": 19.49, "ssim": 0.9, "delta_e": 9.0}, HAZY)[0] == "not met"
+    assert check("unpaired", {"psnr": 14.5, "ssim": 0.676, "delta_e": 15.0}, HAZY)[0] == "met"
+    assert check("unpaired", {"psnr": 14.5, "ssim": 0.675, "delta_e": 15.0}, HAZY)[0] == "not met"  # SSIM must exceed
+    assert check("unpaired", {"psnr": 14.4, "ssim": 0.7, "delta_e": 15.0}, HAZY)[0] == "not met"
+
+
+def test_every_learned_model_keeps_ssim_and_colour_error_of_the_hazy_input():
+    for kind in KINDS:
+        v, why = check(kind, {"psnr": 30.0, "ssim": 0.99, "delta_e": 18.5}, HAZY, DCP)
+        assert v == "not met" and why == "ΔE vs hazy: 18.5 vs 18", kind
+    assert check("learned", {"psnr": 5.0, "ssim": 0.7, "delta_e": 17.0}, HAZY) == ("met", "")
+
+
+def test_missing_numbers_give_na_unless_something_already_fails():
+    assert check("learned", {"psnr": 15.0, "ssim": 0.7, "delta_e": None}, HAZY) == ("n/a", "not recorded: ΔE vs hazy")
+    assert check("learned", {"psnr": 15.0, "ssim": 0.6, "delta_e": math.nan}, HAZY)[0] == "not met"
+    assert check("headline", {"psnr": 25.0, "ssim": 0.9, "delta_e": 5.0}, HAZY, None)[0] == "n/a"
+    with pytest.raises(ValueError, match="unknown floor kind"):
+        check("paired", {}, HAZY)
