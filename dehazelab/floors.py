@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-__all__ = ["KINDS", "check"]
+__all__ = ["KINDS", "check", "quality_rows"]
 
 #: floor kind -> what it asks (the module docstring has the reasons)
 KINDS: dict[str, str] = {
@@ -66,3 +66,33 @@ def check(kind: str, row: Mapping[str, float], hazy: Mapping[str, float], dcp: M
     if missing:
         return "n/a", "not recorded: " + ", ".join(missing)
     return "met", ""
+
+
+def _ref(df, col: str, name: str) -> dict[str, float] | None:
+    r = df[df[col].astype(str).str.startswith(name)]
+    if r.empty:
+        return None
+    r = r.iloc[0]
+    return {"psnr": r["PSNR"], "ssim": r["SSIM"], "delta_e": r.get("ΔE", math.nan)}
+
+
+def quality_rows(notebook: str, df, col: str, models: Mapping[str, tuple[str, str]]) -> list[dict]:
+    """Rows of a quality table from one notebook's results table ``df`` (rows named in ``col``, columns
+    ``PSNR``, ``SSIM`` and, when recorded, ``ΔE``), whose reference rows start with "hazy input" and
+    "DCP": for each ``label: (row name, floor kind)`` of ``models`` present in ``df``, the row's
+    numbers, the references' and :func:`check`'s verdict. Models absent from ``df`` are skipped."""
+    hazy, dcp = _ref(df, col, "hazy input"), _ref(df, col, "DCP")
+    out = []
+    for label, (name, kind) in models.items():
+        r = df[df[col] == name]
+        if r.empty or hazy is None:
+            continue
+        r = r.iloc[0]
+        row = {"psnr": r["PSNR"], "ssim": r["SSIM"], "delta_e": r.get("ΔE", math.nan)}
+        verdict, why = check(kind, row, hazy, dcp)
+        out.append({"notebook": notebook[:2], "model": label, "seeds": r.get("seeds"), "PSNR": row["psnr"],
+                    "SSIM": row["ssim"], "ΔE": row["delta_e"],
+                    "hazy PSNR / SSIM / ΔE": f"{hazy['psnr']:.2f} / {hazy['ssim']:.3f} / {_num(hazy['delta_e']):.1f}",
+                    "DCP PSNR / SSIM": "—" if dcp is None else f"{dcp['psnr']:.2f} / {dcp['ssim']:.3f}",
+                    "floor": KINDS[kind], "met": verdict, "why not": why})
+    return out

@@ -238,42 +238,15 @@ display(iicl)
 # floor needs was not recorded by that notebook's run.
 
 # %%
-def ref_scores(df, col, name):
-    """The (psnr, ssim, delta_e) of the reference row whose ``col`` starts with ``name``, or None."""
-    r = df[df[col].astype(str).str.startswith(name)]
-    if r.empty:
-        return None
-    r = r.iloc[0]
-    return {"psnr": r["PSNR"], "ssim": r["SSIM"], "delta_e": r.get("ΔE", np.nan)}
-
-
-def quality_rows(nb, df, col, models):
-    """One row per (model label, floor kind) of ``models`` found in ``df``'s ``col``."""
-    hazy, dcp = ref_scores(df, col, "hazy input"), ref_scores(df, col, "DCP")
-    out = []
-    for label, (name, kind) in models.items():
-        r = df[df[col] == name]
-        if r.empty or hazy is None:
-            continue
-        r = r.iloc[0]
-        row = {"psnr": r["PSNR"], "ssim": r["SSIM"], "delta_e": r.get("ΔE", np.nan)}
-        verdict, why = floors.check(kind, row, hazy, dcp)
-        out.append({"notebook": nb[:2], "model": label, "seeds": r.get("seeds"), "PSNR": row["psnr"], "SSIM": row["ssim"],
-                    "ΔE": row["delta_e"], "hazy PSNR / SSIM / ΔE": f"{hazy['psnr']:.2f} / {hazy['ssim']:.3f} / {hazy['delta_e']:.1f}",
-                    "DCP PSNR / SSIM": "—" if dcp is None else f"{dcp['psnr']:.2f} / {dcp['ssim']:.3f}",
-                    "floor": floors.KINDS[kind], "met": verdict, "why not": why})
-    return out
-
-
 ti2 = ti.assign(name=ti.variant.where(ti.backbone == "—", ti.backbone + " · " + ti.variant))
 aecr04 = next((b for b in ti.backbone if str(b).startswith("AECR-Net")), "AECR-Net")
 quality = pd.DataFrame(
-    quality_rows("01_cr_aecrnet", t1, "row", {"AOD-Net": ("AOD-Net", "aodnet"), "AECR-Net, L1 only": ("AECR-Net (L1)", "learned"),
+    floors.quality_rows("01_cr_aecrnet", t1, "row", {"AOD-Net": ("AOD-Net", "aodnet"), "AECR-Net, L1 only": ("AECR-Net (L1)", "learned"),
                                              "AECR-Net, L1 + CR": ("AECR-Net", "headline")})
-    + quality_rows("02_cut_fastcut", tc, "method", {m: (m, "unpaired") for m in ("CUT", "FastCUT", "CycleGAN")})
-    + quality_rows("03_cddgan", R["03_cddgan"].table("table_ablation"), "row",
+    + floors.quality_rows("02_cut_fastcut", tc, "method", {m: (m, "unpaired") for m in ("CUT", "FastCUT", "CycleGAN")})
+    + floors.quality_rows("03_cddgan", R["03_cddgan"].table("table_ablation"), "row",
                    {r: (r, "unpaired") for r in R["03_cddgan"].table("table_ablation").query("source == 'trained here'").row})
-    + quality_rows("04_iicl", ti2, "name", {f"{aecr04} + PRM + IICL": (f"{aecr04} · + PRM + IICL", "headline"),
+    + floors.quality_rows("04_iicl", ti2, "name", {f"{aecr04} + PRM + IICL": (f"{aecr04} · + PRM + IICL", "headline"),
                                             **{f"{b} · {v}": (f"{b} · {v}", "learned") for b, v in zip(ti.backbone, ti.variant)
                                                if b != "—" and not str(v).startswith("PRM alone")
                                                and not (str(b).startswith("AECR-Net") and v == "+ PRM + IICL")}}))
@@ -282,7 +255,8 @@ display(quality)
 n_met = int((quality.met == "met").sum())
 display(Markdown(f"**{n_met} of {len(quality)} trained models meet their floor**"
                  + ("" if n_met == len(quality) else "; not met: " + "; ".join(
-                     f"{r.model} ({r.why})" for r in quality[quality.met != "met"].itertuples()) + ".")))
+                     f"{m} ({w})" for m, w in zip(quality.model[quality.met != "met"], quality["why not"][quality.met != "met"]))
+                 + ".")))
 
 # %% [markdown]
 # ## 6 · Every claim, one rule

@@ -39,3 +39,17 @@ def test_missing_numbers_give_na_unless_something_already_fails():
     assert check("headline", {"psnr": 25.0, "ssim": 0.9, "delta_e": 5.0}, HAZY, None)[0] == "n/a"
     with pytest.raises(ValueError, match="unknown floor kind"):
         check("paired", {}, HAZY)
+
+
+def test_quality_rows_use_the_tables_own_reference_rows():
+    import pandas as pd
+
+    from dehazelab.floors import quality_rows
+
+    df = pd.DataFrame({"row": ["hazy input", "DCP", "CUT", "X"], "seeds": [0, 0, 3, 3], "PSNR": [12.5, 20.0, 15.0, 21.5],
+                       "SSIM": [0.675, 0.835, 0.70, 0.84], "ΔE": [18.0, 7.0, 15.0, 6.0]})
+    rows = quality_rows("02_x", df, "row", {"CUT": ("CUT", "unpaired"), "ours": ("X", "headline"), "gone": ("Y", "learned")})
+    assert [r["model"] for r in rows] == ["CUT", "ours"] and [r["met"] for r in rows] == ["met", "met"]
+    assert rows[0]["notebook"] == "02" and rows[0]["hazy PSNR / SSIM / ΔE"] == "12.50 / 0.675 / 18.0"
+    no_de = quality_rows("03_y", df.drop(columns="ΔE"), "row", {"CUT": ("CUT", "unpaired")})
+    assert no_de[0]["met"] == "n/a"
