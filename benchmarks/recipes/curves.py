@@ -153,25 +153,25 @@ def step_costs() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-#: A candidate small size, to be costed (not yet the committed config): per notebook, rows of
+#: The small size of config/small.yaml, costed from the measured step costs: per notebook, rows of
 #: (row, run whose measured s/step stands for it, steps, seeds). The s/step of a stand-in is an estimate for
 #: rows that differ slightly (e.g. the AECR-Net ablations without DFE or mixup are cheaper than aecr_res).
-CANDIDATE = {
+CANDIDATE = {  # the grid config/small.yaml now declares (notebook 03 planned: the lambda_NCE 0.5 recipe)
     "01_cr_aecrnet": [("AOD-Net (lr 3e-3)", "aod_lr3e-3_20k", 10000, 3),
-                      ("AECR-Net L1 (residual)", "aecr_res_6k", 6000, 3),
-                      ("AECR-Net L1 + CR (1:1)", "aecr_res_cr", 3000, 3),
-                      ("ablation: base AE, + DFE, + mixup", "aecr_res", 1000, 3 * 3),
-                      ("ablation: + CR positive-only", "cost_cr_pos", 1000, 3),
-                      ("ablation: + CR (1:1)", "aecr_res_cr", 1000, 3),
-                      ("ablation: 1:r, r:1", "cost_cr_1r", 1000, 2 * 3),
-                      ("ablation: r:r", "cost_cr_rr", 1000, 3)],
-    "02_cut_fastcut": [("CUT", "cut_res", 3000, 3), ("FastCUT", "fastcut_res", 3000, 3),
-                       ("CycleGAN", "cyclegan_res", 3000, 3)],
+                      ("AECR-Net L1 (residual), the base of every fine-tune", "aecr_res_6k", 6000, 3),
+                      ("ablation from scratch: base AE, + DFE, + mixup", "aecr_res", 1000, 3 * 3),
+                      ("fine-tune: L1 (continued)", "aecr_res", 300, 3),
+                      ("fine-tune: + CR positive-only", "cost_cr_pos", 300, 3),
+                      ("fine-tune: + CR (1:1)", "aecr_res_cr", 300, 3),
+                      ("fine-tune: 1:r, r:1", "cost_cr_1r", 300, 2 * 3),
+                      ("fine-tune: r:r", "cost_cr_rr", 300, 3)],
+    "02_cut_fastcut": [("CUT", "cut_res", 3000, 3), ("FastCUT (lambda_NCE 1)", "fastcut_res_nce1", 3000, 3),
+                       ("CycleGAN (cycle 1, no identity)", "cyclegan_res_cyc1", 3000, 3)],
     "03_cddgan": [("4 ablation rows (CycleGAN-based)", "cddgan_res", 3000, 4 * 3)],
-    "04_iicl": [("AECR-Net backbone / + PRM", "aecr_res_6k", 3000, 2 * 3),
-                ("AECR-Net + IICL / + PRM + IICL", "iicl_aecr", 3000, 2 * 3),
-                ("AOD-Net backbone / + PRM", "iicl_aodprm", 3000, 2 * 3),
-                ("AOD-Net + IICL / + PRM + IICL", "iicl_aod", 3000, 2 * 3)],
+    "04_iicl": [("fine-tune: AECR-Net backbone / + PRM", "aecr_res_6k", 300, 2 * 3),
+                ("fine-tune: AECR-Net + IICL / + PRM + IICL", "iicl_aecr", 300, 2 * 3),
+                ("fine-tune: AOD-Net backbone / + PRM", "iicl_aodprm", 300, 2 * 3),
+                ("fine-tune: AOD-Net + IICL / + PRM + IICL", "iicl_aod", 300, 2 * 3)],
 }
 
 
@@ -225,9 +225,11 @@ def write_readme() -> None:
         "  and colour error — a change of the papers' loss weights, to be labelled as such where it is used.",
         "* **The VGG-19 terms set the budget.** CR and IICL's contrastive terms run VGG-19 on every crop, several times",
         "  the cost of an L1 step, and with the random VGG-19 of this machine CR did not change quality at equal",
-        "  steps. The candidate grid below does not fit the 4 h budget because of them; the choices (fewer steps or",
-        "  seeds for the contrastive rows, or contrastive fine-tuning from a shared L1 checkpoint, labelled as such)",
-        "  are open.",
+        "  steps. Trained from scratch as long as the L1 rows they would cost 11.5 h on 2 cores; the committed small",
+        "  size therefore adds them as 300-step fine-tunes of the seed's L1 run (against an L1-only fine-tune of the",
+        "  same length), labelled as a departure in notebooks 01 and 04.",
+        "* **CDD-GAN stays at the identity with CycleGAN's fix alone** (cycle 1, no identity): its contrastive terms",
+        "  (lambda_NCE 2, one per direction) also reward copying the input; lowered to 0.5 it moves off (unstable).",
         "* **AOD-Net learns slowly but cheaply**: a higher learning rate and many more steps keep improving it.",
         "",
         "## Comparisons (at the last evaluation step both runs reached)",
@@ -245,9 +247,9 @@ def write_readme() -> None:
     if len(extra):
         out += ["", "Step costs of runs without an evaluation (budget measurements):", ""]
         out += [f"* `{r.name}`: {r.sec_per_step:.3f} s/step over {r.steps} steps" for r in extra.itertuples()]
-    out += ["", "## What a candidate small size would cost", "",
-            "Training minutes of a candidate grid (`CANDIDATE` in `curves.py`; not the committed config) from the step costs",
-            "measured above, two 1-thread runs side by side. The budget of issue 15: at most 4 h for `snakemake --cores 2`,",
+    out += ["", "## What the small size costs", "",
+            "Training minutes of the small size (`CANDIDATE` in `curves.py`, the grid of `config/small.yaml`; notebook 03's",
+            "row is the planned recipe) from the step costs measured above, two 1-thread runs side by side. The budget of issue 15: at most 4 h for `snakemake --cores 2`,",
             "at most 90 min of runs per notebook.", ""] + budget_lines()
     out += ["", "Learning curves: " + ", ".join(f"[`{p.name}`]({p.name})" for p in sorted(HERE.glob("curves_*.png"))), ""]
     (HERE / "README.md").write_text("\n".join(out) + "\n", encoding="utf-8")
