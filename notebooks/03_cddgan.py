@@ -191,8 +191,7 @@ ASSUMPTIONS = [
 ]
 assumptions = pd.DataFrame(ASSUMPTIONS, columns=["what", "reconstruction", "source"])
 io.write_table(assumptions, OUT / "assumptions")
-with pd.option_context("display.max_colwidth", 200):
-    display(assumptions)
+display(Markdown(io.format_table(assumptions.replace(r"\|", r"\\|", regex=True))))
 
 # %% [markdown]
 # ## 2 · The idea: scene factors and haze factors

@@ -226,7 +226,7 @@ ti = R["04_iicl"].table("table_iicl")
 iicl = ours(ti.assign(row=ti.backbone + " · " + ti.variant), "row", extra=("test images", "#params", "vgg_used"))
 iicl["paper (quoted)"] = R["04_iicl"].metrics.get("paper_numbers_note", "not available")
 io.write_table(iicl, OUT / "iicl_table")
-display(iicl)
+display(iicl[["row", "seeds", "ours: PSNR", "ours: PSNR ±95%", "ours: SSIM", "ours: ΔE"]])  # all columns: iicl_table.csv
 
 # %% [markdown]
 # ## 5b · Does each model dehaze? The quality floors
@@ -251,7 +251,7 @@ quality = pd.DataFrame(
                                                if b != "—" and not str(v).startswith("PRM alone")
                                                and not (str(b).startswith("AECR-Net") and v == "+ PRM + IICL")}}))
 io.write_table(quality, OUT / "quality", floatfmt=".3g")
-display(quality)
+display(quality[["notebook", "model", "PSNR", "SSIM", "ΔE", "floor", "met"]])  # with the references and reasons: quality.csv
 n_met = int((quality.met == "met").sum())
 display(Markdown(f"**{n_met} of {len(quality)} trained models meet their floor**"
                  + ("" if n_met == len(quality) else "; not met: " + "; ".join(
@@ -288,10 +288,7 @@ io.write_table(per_claim, OUT / "claims_per_claim")
 counts = per_claim.groupby(["paper", "category"]).size().unstack(fill_value=0)
 counts = counts.reindex(columns=[c for c in dstats.CLAIM_CATEGORIES if c in counts.columns])
 io.write_table(counts, OUT / "claims_counts", index=True, floatfmt=".0f")
-with pd.option_context("display.max_colwidth", 80):
-    display(table)
-display(per_claim)
-display(counts)
+display(counts)  # every claim and test: claims_all.csv, claims_per_claim.csv
 
 # %% [markdown]
 # ## 7 · Summary figure
@@ -355,7 +352,7 @@ plt.show()
 figs = pd.DataFrame([{"notebook": nb, "figure": p.name, "path": str(p.relative_to(paths.ROOT)) if p.is_relative_to(paths.ROOT) else str(p)}
                      for nb in NOTEBOOKS for p in R[nb].figures()])
 io.write_table(figs, OUT / "figures")
-display(figs)
+print(f"{len(figs)} figures, listed in {OUT / 'figures.csv'}")
 
 # %% [markdown]
 # ## The papers' claims against ours
