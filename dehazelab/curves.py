@@ -118,6 +118,11 @@ def describe(curves: Mapping[str, Sequence[pd.DataFrame]], refs: Mapping[str, Ma
                      "nearly flat: a longer run at this schedule would add little" if gain > -0.25 else
                      "falling: it peaked earlier")
             text += f"; the second half of its time added {gain:+.2f} dB ({trend})"
+        best_step = g["psnr"].idxmax()
+        if g.loc[best_step, "psnr"] - last["psnr"] > 0.5:
+            text += (f"; it peaked at {g.loc[best_step, 'psnr']:.2f} dB at step {int(best_step):,} "
+                     f"({g.loc[best_step, 'cpu_min']:.1f} CPU-min) and lost {g.loc[best_step, 'psnr'] - last['psnr']:.2f} dB "
+                     "after it (a shorter run or an earlier checkpoint would score higher)")
         for rname, ref in (refs or {}).items():
             text += f"; {last['psnr'] - ref['psnr']:+.2f} dB / SSIM {last['ssim'] - ref['ssim']:+.3f} vs {rname}"
         out.append(text + ".")

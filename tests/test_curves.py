@@ -58,3 +58,15 @@ def test_continued_curve_starts_at_the_base_runs_last_point():
     text = describe({"base": [base]}, {"DCP": {"psnr": 19.0, "ssim": 0.82, "delta_e": 7.0}})
     assert "20.00 dB, SSIM 0.800" in text and "+1.00 dB / SSIM -0.020 vs DCP" in text
     assert "no evaluation" in describe({"x": [base.iloc[0:0]]})
+
+
+def test_describe_names_a_peak_the_run_lost():
+    import pandas as pd
+
+    from dehazelab.curves import describe
+
+    c = pd.DataFrame({"step": [100, 200, 300, 400], "cpu_min": [1.0, 2.0, 3.0, 4.0], "psnr": [15.0, 18.0, 16.0, 16.2],
+                      "ssim": [0.7] * 4, "delta_e": [9.0] * 4})
+    text = describe({"x": [c]})
+    assert "peaked at 18.00 dB at step 200 (2.0 CPU-min) and lost 1.80 dB" in text
+    assert "peaked" not in describe({"x": [c.assign(psnr=[15.0, 16.0, 16.5, 16.4])]})
