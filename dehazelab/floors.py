@@ -80,19 +80,21 @@ def quality_rows(notebook: str, df, col: str, models: Mapping[str, tuple[str, st
     """Rows of a quality table from one notebook's results table ``df`` (rows named in ``col``, columns
     ``PSNR``, ``SSIM`` and, when recorded, ``ΔE``), whose reference rows start with "hazy input" and
     "DCP": for each ``label: (row name, floor kind)`` of ``models`` present in ``df``, the row's
-    numbers, the references' and :func:`check`'s verdict. Models absent from ``df`` are skipped."""
+    numbers, the references' and :func:`check`'s verdict (a part whose reference is missing is "n/a"
+    unless another part already fails). Models absent from ``df`` are skipped."""
     hazy, dcp = _ref(df, col, "hazy input"), _ref(df, col, "DCP")
     out = []
     for label, (name, kind) in models.items():
         r = df[df[col] == name]
-        if r.empty or hazy is None:
+        if r.empty:
             continue
         r = r.iloc[0]
         row = {"psnr": r["PSNR"], "ssim": r["SSIM"], "delta_e": r.get("ΔE", math.nan)}
-        verdict, why = check(kind, row, hazy, dcp)
+        verdict, why = check(kind, row, hazy or {}, dcp)
         out.append({"notebook": notebook[:2], "model": label, "seeds": r.get("seeds"), "PSNR": row["psnr"],
                     "SSIM": row["ssim"], "ΔE": row["delta_e"],
-                    "hazy PSNR / SSIM / ΔE": f"{hazy['psnr']:.2f} / {hazy['ssim']:.3f} / {_num(hazy['delta_e']):.1f}",
+                    "hazy PSNR / SSIM / ΔE": "— (no hazy-input row)" if hazy is None else
+                    f"{hazy['psnr']:.2f} / {hazy['ssim']:.3f} / {_num(hazy['delta_e']):.1f}",
                     "DCP PSNR / SSIM": "—" if dcp is None else f"{dcp['psnr']:.2f} / {dcp['ssim']:.3f}",
                     "floor": KINDS[kind], "met": verdict, "why not": why})
     return out

@@ -53,3 +53,8 @@ def test_quality_rows_use_the_tables_own_reference_rows():
     assert rows[0]["notebook"] == "02" and rows[0]["hazy PSNR / SSIM / ΔE"] == "12.50 / 0.675 / 18.0"
     no_de = quality_rows("03_y", df.drop(columns="ΔE"), "row", {"CUT": ("CUT", "unpaired")})
     assert no_de[0]["met"] == "n/a"
+    no_ref = quality_rows("01_z", df[df.row != "hazy input"], "row", {"X": ("X", "headline"), "CUT": ("CUT", "unpaired")})
+    # without a hazy-input row the parts that need it are unknown: n/a, and the row says why
+    assert [r["met"] for r in no_ref] == ["n/a", "n/a"] and no_ref[0]["hazy PSNR / SSIM / ΔE"] == "— (no hazy-input row)"
+    low = quality_rows("01_z", df[df.row != "hazy input"].replace({"PSNR": {21.5: 20.5}}), "row", {"X": ("X", "headline")})
+    assert low[0]["met"] == "not met"  # a part that can be judged fails: not met, whatever is unknown
