@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .store import SUMMARY_FILE, WEIGHTS_FILE, Run, RunNotFinished, identity, run_id
+from .store import SUMMARY_FILE, Run, RunNotFinished, identity, run_id
 
 __all__ = ["Run", "RunNotFinished", "GridResults", "ensure", "ensure_grid", "run_id", "identity", "runs_dir"]
 
