@@ -11,7 +11,7 @@ from dehazelab.cost import OFFICIAL_KWARGS, cost_jobs, cost_table
 
 COST = {"sec_per_iter_median": 0.5, "sec_per_iter": 0.6, "peak_mem_delta_mb": 100.0, "baseline_mem_mb": 300.0,
         "memory_kind": "rss", "device": "cpu", "threads": 1, "n_iter": 2}
-COST_COLUMNS = ["config", "method", "crop", "ngf", "sec/iter (median)", "sec/iter (mean)",
+COST_COLUMNS = ["config", "method", "repeat", "crop", "ngf", "sec/iter (median)", "sec/iter (mean)",
                 "peak mem above baseline (MB)", "baseline (MB)", "memory kind", "device", "threads", "timed iterations"]
 
 
@@ -31,6 +31,9 @@ def test_cost_table_columns_and_values():
     assert list(df.columns) == COST_COLUMNS
     assert df["method"].tolist() == ["cut", "cyclegan"] and df["crop"].tolist() == [32, 32]
     assert df["sec/iter (median)"].tolist() == [0.5, 1.0] and (df["ngf"] == 8).all()
+    assert df["repeat"].tolist() == [0, 0]  # jobs without a repeat key
+    rep = cost_table([dict(j, repeat=2) for j in jobs], [COST, COST])
+    assert rep["repeat"].tolist() == [2, 2]
 
 
 def test_performance_table_divides_flops_by_time_and_peak():
