@@ -98,3 +98,18 @@ def plot_variant_means(table, groups, variants, hazy=None, metrics=("PSNR", "SSI
         ax.set(ylabel=m + (" (dB)" if m == "PSNR" else ""), title=f"{m}, mean ± 95% CI{seeds}")
         ax.legend(fontsize=7)
     return fig
+
+
+def shown_psnr(rows, labels, columns) -> str:
+    """Markdown bullets, one per grid row that has a ground truth (its last cell): the PSNR of every
+    other cell of the row against it, named by ``columns``; rows without ground truth are skipped."""
+    from . import metrics as M
+
+    lines = []
+    for row, label in zip(rows, labels):
+        if row[-1] is None:
+            continue
+        gt = to_display(row[-1])
+        lines.append(f"* {label}: " + ", ".join(f"{c} {M.psnr(to_display(img), gt):.1f} dB"
+                                                for c, img in zip(columns, row[:-1])))
+    return "\n".join(lines) or "(no ground truth among the shown images)"

@@ -434,15 +434,8 @@ plt.show()
 # for these very images (generated):
 
 # %%
-rows_txt = []
-with torch.no_grad():
-    for (hz, cl, lab), row in zip(samples, grid):
-        if cl is None:
-            continue
-        parts = [f"{name} {M.psnr(plotting.to_display(img), plotting.to_display(row[-1])):.1f} dB" for name, img in
-                 zip(["hazy", "DCP"] + [titles.get(n, n) for n in shown], row[:-1])]
-        rows_txt.append(f"* {lab}: " + ", ".join(parts))
-display(Markdown("\n".join(rows_txt) or "(no ground truth among the shown images)"))
+display(Markdown(plotting.shown_psnr(grid, [lab for _, _, lab in samples],
+                                     ["hazy", "DCP"] + [titles.get(n, n) for n in shown])))
 
 # %% [markdown]
 # ## 5 · The paper's claims against ours

@@ -452,13 +452,7 @@ nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
 # which are unlike any training image. The PSNR of each shown test image (generated):
 
 # %%
-lines = []
-for (hz, cl, nm), row in zip(samples, grid):
-    if cl is not None:
-        gt = plotting.to_display(cl)
-        lines.append(f"* {nm}: hazy {M.psnr(plotting.to_display(hz), gt):.1f} dB, " + ", ".join(
-            f"{LABEL[n]} {M.psnr(plotting.to_display(img), gt):.1f} dB" for n, img in zip(METHODS, row[1:-1])))
-display(Markdown("\n".join(lines) or "(no ground truth among the shown images)"))
+display(Markdown(plotting.shown_psnr(grid, row_titles, ["hazy"] + [LABEL[n] for n in METHODS])))
 
 # %% [markdown]
 # ## 3 · Cost per iteration, measured here

@@ -529,13 +529,7 @@ nb.write_config(method_kwargs=method_kwargs, schedule=schedule)  # now with the 
 # test image (generated):
 
 # %%
-lines = []
-for (hz, cl, nm), row in zip(samples, grid):
-    if cl is not None:
-        gt = plotting.to_display(cl)
-        lines.append(f"* {nm}: hazy {M.psnr(plotting.to_display(hz), gt):.1f} dB, " + ", ".join(
-            f"{SHORT[v]} {M.psnr(plotting.to_display(img), gt):.1f} dB" for v, img in zip(VARIANTS, row[1:-1])))
-display(Markdown("\n".join(lines) or "(no ground truth among the shown images)"))
+display(Markdown(plotting.shown_psnr(grid, [nm for _, _, nm in samples], ["hazy"] + [SHORT[v] for v in VARIANTS])))
 
 # %% [markdown]
 # ## 8 · The abstract's claims against ours

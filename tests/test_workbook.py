@@ -107,3 +107,15 @@ def test_held_summary_groups_claims_by_verdict():
     assert lines[1].startswith("* **Not held**") and "b (-1)" in lines[1]
     assert lines[2].startswith("* **Not shown at this size**") and "≥ 0.9 dB" in lines[2]
     assert "+1.50 dB, SSIM +0.020" in lines[3] and "random VGG-19" in lines[4]
+
+
+def test_shown_psnr_scores_each_cell_against_the_rows_ground_truth():
+    import numpy as np
+
+    from dehazelab import metrics as M, plotting
+
+    gt = np.full((8, 8, 3), 0.5, dtype=np.float32)
+    off = gt + 0.1
+    text = plotting.shown_psnr([[off, gt, gt], [off, gt, None]], ["a", "b"], ["hazy", "net"])
+    assert text == f"* a: hazy {M.psnr(off, gt):.1f} dB, net inf dB"
+    assert plotting.shown_psnr([[off, None]], ["x"], ["hazy"]) == "(no ground truth among the shown images)"
