@@ -128,7 +128,7 @@ def _record(prep: Prepared, out_dir: Path, stop_at: int | None) -> dict[str, Any
 def _weights_relevant(record: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a run_spec.json record that must match to resume (see the module docstring)."""
     from .train import config as paired_config
-    from .train import unpaired as unpaired_train
+    from .train import unpaired_config as unpaired_train
 
     spec = copy.deepcopy(dict(record.get("spec") or {}))
     spec.pop("description", None)
@@ -243,7 +243,7 @@ def run(spec: RunSpec | str | os.PathLike, out_dir: str | os.PathLike | None = N
         write_json(spec_file, record)
 
     from .runs.execute import finish, train_stages
-    from .train.checkpoint import RunFolderInUse
+    from .train.folder import RunFolderInUse
 
     show = (rank() == 0) if progress is None else bool(progress)
     try:

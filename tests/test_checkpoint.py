@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from dehazelab.train import checkpoint as ck
+from dehazelab.train import checkpoint as ck, folder, history
 
 
 class TinyNet(nn.Module):
@@ -132,7 +132,7 @@ def test_model_from_checkpoint_rebuilds_from_registry(tmp_path):
 
 def test_checkpoint_dir_rotation(tmp_path):
     net, _, _ = _trained_state()
-    d = ck.CheckpointDir(tmp_path, keep=2)
+    d = folder.CheckpointDir(tmp_path, keep=2)
     for s in (2, 4, 6, 8):
         d.save_snapshot(ck.make_checkpoint(step=s, model=net))
     assert [p.name for p in d.snapshots()] == ["step_00000006.pt", "step_00000008.pt"]
@@ -143,7 +143,7 @@ def test_checkpoint_dir_rotation(tmp_path):
 
 
 def test_history_log_append_new_columns_partial_line_and_truncate(tmp_path):
-    h = ck.HistoryLog(tmp_path / "history.csv")
+    h = history.HistoryLog(tmp_path / "history.csv")
     h.append({"step": 1, "loss": 0.1, "psnr": None})
     h.append({"step": 2, "loss": 1 / 3, "psnr": 20.123456789012345})
     h.append({"step": 3, "loss": 0.3, "aux": 7})  # new column → rewrite with empty cells above
@@ -168,11 +168,11 @@ def test_history_log_append_new_columns_partial_line_and_truncate(tmp_path):
 
 
 def test_mean_window_and_nonfinite():
-    w = ck.MeanWindow()
+    w = history.MeanWindow()
     w.add({"a": 1.0, "b": 2.0})
     w.add({"a": 3.0})
     assert w.means() == {"a": 2.0, "b": 2.0} and len(w) == 2
-    w2 = ck.MeanWindow()
+    w2 = history.MeanWindow()
     w2.load_state_dict(w.state_dict())
     assert w2.means() == w.means()
     assert ck.nonfinite(float("nan")) and ck.nonfinite(float("-inf")) and not ck.nonfinite(1.0)
@@ -186,12 +186,10 @@ def test_training_diverged_message():
 
 
 def test_last_pt_is_written_on_time_whatever_the_step_policy(tmp_path, monkeypatch):
-    from dehazelab.train import checkpoint as ck
-
     clock = [1000.0]
-    monkeypatch.setattr(ck.time, "monotonic", lambda: clock[0])
-    d = ck.CheckpointDir(tmp_path, every_seconds=60)
-    assert ck.CheckpointDir(tmp_path).every_seconds == ck.CHECKPOINT_SECONDS == 300.0
+    monkeypatch.setattr(folder.time, "monotonic", lambda: clock[0])
+    d = folder.CheckpointDir(tmp_path, every_seconds=60)
+    assert folder.CheckpointDir(tmp_path).every_seconds == folder.CHECKPOINT_SECONDS == 300.0
     made = []
 
     def make(step):
@@ -212,11 +210,11 @@ def test_last_pt_is_written_on_time_whatever_the_step_policy(tmp_path, monkeypat
     d.save_due(make, step=5, **policy, force_last=True)
     assert made == [3, 5]
     with pytest.raises(ValueError, match="every_seconds"):
-        ck.CheckpointDir(tmp_path, every_seconds=0)
+        folder.CheckpointDir(tmp_path, every_seconds=0)
 
 
 def test_stale_temporary_files_of_the_run_are_removed_and_nothing_else(tmp_path):
-    d = ck.CheckpointDir(tmp_path)
+    d = folder.CheckpointDir(tmp_path)
     ours = [tmp_path / n for n in (".last.pt.ab12cd34.tmp", ".history.csv.x1y2z3w4.tmp", ".step_00000010.pt.q.tmp")]
     theirs = [tmp_path / n for n in (".notes.tmp", "last.pt.tmp", ".last.pt.keep")]
     for p in ours + theirs:

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from dehazelab.io import read_json
-from dehazelab.train import checkpoint as ck
-from dehazelab.train import paired
+from dehazelab.train import checkpoint as ck, history
+from dehazelab.train import loop, paired
 from dehazelab.train.config import BOOKKEEPING_FIELDS, PairedTrainConfig
 from dehazelab.train.paired import CosineDecay, evaluate, train_paired
 
@@ -130,7 +130,7 @@ def test_resume_reaches_identical_weights_and_history(tmp_path, interrupt):
     else:  # crash during step 5: last.pt is from step 3, history already has a row for step 4
         with pytest.raises(KeyboardInterrupt):
             run(out, loss_fn=CrashAt(5))
-        assert ck.HistoryLog(out / "history.csv").read()["step"].tolist() == [1, 2, 3, 4]
+        assert history.HistoryLog(out / "history.csv").read()["step"].tolist() == [1, 2, 3, 4]
     assert ck.load_checkpoint(out / "last.pt")["step"] == 3
 
     # a "new process": the model is rebuilt with a different init; weights must come from last.pt
@@ -143,7 +143,7 @@ def test_resume_reaches_identical_weights_and_history(tmp_path, interrupt):
     assert torch.equal(ckpt2["optimizer"]["state"][0]["exp_avg_sq"], ref_ckpt["optimizer"]["state"][0]["exp_avg_sq"])
     assert ckpt2["best"] == ref_ckpt["best"]
     assert_same_history(hist2, ref_hist)
-    assert_same_history(ck.HistoryLog(out / "history.csv").read(), ref_hist)
+    assert_same_history(history.HistoryLog(out / "history.csv").read(), ref_hist)
     assert all_checkpoints_weights_only(out) == ["best.pt", "last.pt"]
 
 
@@ -151,7 +151,7 @@ def test_resume_without_rng_restore_would_differ(tmp_path, monkeypatch):
     """Guards the test above: the dataset/dropout randomness really matters for the result."""
     ref_net, _ = run(tmp_path / "ref")
     run(tmp_path / "run", stop_at=3)
-    monkeypatch.setattr(paired, "restore_rng_state", lambda state: None)
+    monkeypatch.setattr(loop, "restore_rng_state", lambda state: None)
     np.random.seed(123)
     random.seed(123)
     torch.manual_seed(123)
@@ -179,7 +179,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert pre["step"] == 3
     assert_same_state(pre["model"], ref3.state_dict())
     assert all(torch.isfinite(v).all() for v in pre["model"].values())
-    assert ck.HistoryLog(out / "history.csv").read()["step"].tolist() == [1, 2, 3]
+    assert history.HistoryLog(out / "history.csv").read()["step"].tolist() == [1, 2, 3]
     assert all_checkpoints_weights_only(out) == ["last.pt", "prediverge.pt"]
 
 

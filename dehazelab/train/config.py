@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["PairedTrainConfig", "BOOKKEEPING_FIELDS", "LATE_FIELD_DEFAULTS", "with_late_defaults"]
+__all__ = ["PairedTrainConfig", "BOOKKEEPING_FIELDS", "LATE_FIELD_DEFAULTS", "with_late_defaults", "refuse_other_config"]
 
 #: Fields that change what is logged/saved but not the trained weights. A run may be resumed with
 #: different values of these; every other field must match the checkpoint's.
@@ -37,6 +37,20 @@ LATE_FIELD_DEFAULTS: dict[str, Any] = {"amp": False, "channels_last": False}
 def with_late_defaults(saved: Mapping[str, Any] | None, late: Mapping[str, Any] = LATE_FIELD_DEFAULTS) -> dict[str, Any]:
     """A saved config dict with the later-added fields filled in at their defaults (for resume checks)."""
     return {**dict(late), **dict(saved or {})}
+
+
+def refuse_other_config(saved: Mapping[str, Any] | None, now: Mapping[str, Any], path: Any,
+                        bookkeeping: Iterable[str], late: Mapping[str, Any] = LATE_FIELD_DEFAULTS) -> None:
+    """Resuming from ``path`` (a ``last.pt`` whose trainer config is ``saved``) with config ``now``:
+    ``ValueError`` naming every field that differs, apart from ``bookkeeping`` ones (logging and
+    checkpoint cadence, which do not change the weights)."""
+    saved = with_late_defaults(saved, late)
+    skip = set(bookkeeping)
+    diff = sorted(k for k in set(saved) | set(now) if k not in skip and saved.get(k) != now.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise ValueError(f"cannot resume from {path}: the config differs in {detail}. "
+                         "Use a new out_dir, or resume=False to start over.")
 
 
 def _hash_dict(d: dict[str, Any], late: Mapping[str, Any]) -> dict[str, Any]:
