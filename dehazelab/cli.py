@@ -20,23 +20,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 from pathlib import Path
 
-import numpy as np
+from .cli_evaluate import _progress, cmd_evaluate
 
 
 #: ``dehaze --max-pixels`` default: 40 megapixels (a 4000x3000 photo is 12).
 MAX_PIXELS = 40_000_000
-
-
-def _progress(iterable, desc: str, total=None):
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, file=sys.stderr, unit="img")
 
 
 def _collect_inputs(inputs: list[str], notes: list[str] | None = None) -> list[tuple[Path, Path | None]]:
@@ -177,120 +169,6 @@ def cmd_dehaze(args) -> int:
     return 0
 
 
-def _check_csv_target(csv: Path, data_root: Path, inputs: set[Path]) -> None:
-    """Refuse, before any work, a ``--csv`` that is a folder, an input image, any other existing
-    non-CSV file, or a path inside the dataset folder (it would change the dataset)."""
-    from .data import DataError
-
-    if csv.is_dir():
-        raise DataError(f"{csv}: --csv names a folder; give a file name, e.g. {csv / 'per_image.csv'}")
-    res = csv.resolve()
-    if res in inputs:
-        raise DataError(f"{csv}: refusing to overwrite an input image")
-    if csv.exists() and csv.suffix.lower() != ".csv":
-        raise DataError(f"{csv}: refusing to overwrite a file that is not a .csv")
-    if res.is_relative_to(data_root.resolve()):
-        raise DataError(f"{csv}: refusing to write inside the dataset folder {data_root}")
-
-
-def _finite_or_none(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None
-
-
-def cmd_evaluate(args) -> int:
-    import pandas as pd
-
-    from . import metrics
-    from .data import DataError
-    from .data.layouts import detect_layout, find_pairs, load_pair
-    from .inference import dehaze_array, load_model
-
-    if args.limit < 0:
-        raise SystemExit(f"error: --limit must be >= 0 (0 = all pairs), got {args.limit}")
-    root = Path(args.data)
-    layout = detect_layout(root)
-    pairs = [p for p in find_pairs(root) if p.clear is not None]
-    if not pairs:
-        raise SystemExit(f"{root}: layout {layout!r} has no hazy/clear pairs to evaluate")
-    if args.limit:
-        pairs = pairs[: args.limit]
-    csv = Path(args.csv) if args.csv else None
-    if csv is not None:
-        _check_csv_target(csv, root, {Path(q).resolve() for p in pairs for q in (p.hazy, p.clear)})
-    model = load_model(args.model, args.weights, device=args.device)
-    columns = ["hazy", "clear", "scene", "level", "psnr", "ssim", "psnr_hazy"]
-    rows, failed = [], []
-    partial = csv.with_name(csv.name + ".partial") if csv is not None else None
-    sink = None
-    if partial is not None:  # rows land on disk as they are computed; renamed to --csv at the end
-        import csv as csv_mod
-
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(partial, "w", newline="", encoding="utf-8")
-        sink = csv_mod.DictWriter(fh, fieldnames=columns)
-        sink.writeheader()
-    try:
-        for pair in _progress(pairs, f"evaluate ({args.model})"):
-            try:
-                hazy, clear = load_pair(pair)
-                if min(hazy.shape[:2]) < metrics.SSIM_MIN_SIDE:
-                    raise DataError(f"{pair.hazy}: {hazy.shape[0]}x{hazy.shape[1]} pixels is too small to score "
-                                    f"(SSIM's window needs at least {metrics.SSIM_MIN_SIDE}x{metrics.SSIM_MIN_SIDE})")
-            except DataError as exc:
-                if args.stop_on_error:
-                    raise
-                failed.append(str(exc))
-                continue
-            pred = dehaze_array(model, hazy)  # padded to the model's size multiple: any size runs
-            row = {"hazy": str(pair.hazy), "clear": str(pair.clear), "scene": pair.scene, "level": pair.level,
-                   "psnr": metrics.psnr(pred, clear), "ssim": metrics.ssim(pred, clear),
-                   "psnr_hazy": metrics.psnr(hazy, clear)}
-            rows.append(row)
-            if sink is not None:
-                sink.writerow(row)
-                fh.flush()
-    finally:
-        if sink is not None:
-            fh.close()
-    if partial is not None:
-        os.replace(partial, csv)
-    df = pd.DataFrame(rows, columns=columns)
-    if df.empty:
-        raise DataError(f"{root}: no pair could be scored ({len(failed)} failed, e.g. {failed[0]})")
-    summary = {
-        "model": args.model,
-        "weights": str(args.weights) if args.weights else None,
-        "data": str(root),
-        "layout": layout,
-        "n": int(len(df)),
-        # an image equal to its GT has an infinite PSNR: null in the JSON (strict JSON has no Infinity)
-        "psnr": _finite_or_none(df["psnr"].mean()),
-        "ssim": _finite_or_none(df["ssim"].mean()),
-        "psnr_hazy": _finite_or_none(df["psnr_hazy"].mean()),
-        "n_infinite_psnr": int((~np.isfinite(df["psnr"].to_numpy())).sum()),
-        "metric": "scikit-image PSNR/SSIM, RGB, data_range=1, channel_axis=-1",
-        "per_image_csv": str(csv) if csv is not None else None,
-        "n_failed": len(failed),
-        "failed": failed,
-    }
-    if args.json:
-        print(json.dumps(summary, allow_nan=False))
-    else:
-        fmt = lambda v, spec: "inf" if v is None else format(v, spec)  # noqa: E731
-        where = f"; per image: {csv}" if csv is not None else " (--csv FILE for per-image numbers)"
-        print(
-            f"{args.model} on {root} ({layout}, n={summary['n']}): PSNR {fmt(summary['psnr'], '.2f')} dB, "
-            f"SSIM {fmt(summary['ssim'], '.4f')} (hazy input PSNR {fmt(summary['psnr_hazy'], '.2f')} dB){where}"
-        )
-    if failed:
-        print(f"error: {len(failed)} of {len(pairs)} pair(s) could not be scored (the means leave them out):",
-              file=sys.stderr)
-        for msg in failed:
-            print(f"  {msg}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def cmd_verify(args) -> int:
     from . import paths
     from .data.subsets import verify
@@ -374,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default=None, help="auto (default: CUDA when present), cpu, cuda, cuda:N")
     e.add_argument("--stop-on-error", action="store_true",
                    help="stop at the first pair that cannot be read (default: go on, list them, exit 1)")
-    e.set_defaults(func=cmd_evaluate)
+    e.set_defaults(func=cmd_evaluate)  # dehazelab/cli_evaluate.py
 
     v = sub.add_parser("verify", help="check a data folder against the project's subset manifest")
     v.add_argument("root", nargs="?", default=None, help="data root (default: $DEHAZELAB_DATA or ../shared/data)")

@@ -21,7 +21,9 @@ from typing import Any
 from .. import paths
 from ..data.errors import DataError
 from ..data.selection import filter_pairs, scene_halves, spread
-from .spec import DATASETS, DataSet, LaunchError, RunSpec, UnpairedData, _Ctx, _expand_ids
+from .checks import LaunchError, _Ctx, _expand_ids
+from .data_spec import DATASETS, DataSet, UnpairedData
+from .spec import RunSpec
 
 __all__ = ["Prepared", "prepare", "rank", "test_pairs", "unpaired_train", "world_size"]
 

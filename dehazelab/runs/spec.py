@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -88,9 +87,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..data.subsets import SOTS_TEST, SOTS_TRAIN
+# spec checking helpers and the YAML reading have modules of their own (names re-exported here)
+from .checks import LaunchError, _bool, _check_keys, _Ctx, _int, _show
+from .data_spec import DATASETS, DataSet, DataSpec, UnpairedData, _data  # the data part of a spec
+from .spec_yaml import _yaml_load, apply_overrides
 
 __all__ = [
     "LaunchError",
@@ -118,8 +118,6 @@ TOP_KEYS: dict[str, tuple[str, ...]] = {
 #: Models trained in stages (``warmup_steps``: the PRM alone first, then everything; docs/methods.md §4).
 STAGED_MODELS = ("iicl", "iicl-aodnet")
 TOP_REQUIRED: dict[str, tuple[str, ...]] = {"paired": ("model", "train", "data"), "unpaired": ("method", "train", "data")}
-DATA_KEYS = ("root", "train", "test", "cache")
-SET_KEYS = ("name", "folder", "layout", "scenes", "levels", "max_images")
 #: ``loss_kwargs`` of ``loss: cr`` with their defaults (the paper's β = 0.1, one positive, one negative).
 CR_DEFAULTS: dict[str, Any] = {"beta": 0.1, "n_pos": 1, "n_neg": 1, "extra_positives": "jitter", "ablation": False,
                                "imagenet_norm": False, "vgg_weights": "auto", "vgg_path": None, "vgg_seed": 0}
@@ -130,117 +128,9 @@ IICL_DEFAULTS: dict[str, Any] = {"lambda_prm": 1.0, "beta_inter": 0.1, "beta_int
                                  "intra_patch": 16, "intra_k": 4, "intra_by": "dark_channel", "intra_layer": "relu3_1",
                                  "vgg_weights": "auto", "vgg_path": None, "vgg_seed": 0}
 
-#: Named data sets: the choices of the notebooks (SOTS-indoor scene split of ``dehazelab.data.subsets``,
-#: NH-HAZE test pairs, the offline synthetic set).
-DATASETS: dict[str, dict[str, Any]] = {
-    "sots-train": {"folder": "sots-indoor", "layout": "sots", "scenes": (f"{SOTS_TRAIN[0]}-{SOTS_TRAIN[1]}",),
-                   "about": f"SOTS-indoor scenes {SOTS_TRAIN[0]}-{SOTS_TRAIN[1]}, all haze levels (notebooks 01-04)"},
-    "sots-test": {"folder": "sots-indoor", "layout": "sots", "scenes": (f"{SOTS_TEST[0]}-{SOTS_TEST[1]}",),
-                  "about": f"SOTS-indoor scenes {SOTS_TEST[0]}-{SOTS_TEST[1]}, all haze levels (the unseen test scenes)"},
-    "nh-haze-test": {"folder": "nh-haze", "layout": "nh-haze", "scenes": None,
-                     "about": "the NH-HAZE pairs of the data folder (51-53 in the shared copy)"},
-    "synthetic-train": {"synthetic": "train", "about": "scikit-image photographs with synthetic haze, train scenes"},
-    "synthetic-test": {"synthetic": "test", "about": "scikit-image photographs with synthetic haze, test scenes"},
-}
-
-
-class LaunchError(ValueError):
-    """An invalid run spec or data selection; the message names the spec file and the key."""
-
-
-# --------------------------------------------------------------------------------------------
-# YAML
-# --------------------------------------------------------------------------------------------
-class _SpecLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` reading ``2e-4`` as a float (YAML 1.2) and refusing duplicate keys."""
-
-
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                   |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                   |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    loader.flatten_mapping(node)
-    out: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            dup = key in out
-        except TypeError:
-            raise yaml.constructor.ConstructorError(None, None, f"unhashable key {key!r}", key_node.start_mark) from None
-        if dup:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        out[key] = loader.construct_object(value_node, deep=True)
-    return out
-
-
-_SpecLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _yaml_load(text: str, where: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        raise LaunchError(f"{where}: not valid YAML: {e}") from None
-
-
 # --------------------------------------------------------------------------------------------
 # the spec
 # --------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class DataSet:
-    """A selection of images (see the module docstring); ``name`` alone = a :data:`DATASETS` entry."""
-
-    name: str | None = None
-    folder: str | None = None
-    layout: str = "auto"
-    scenes: tuple[str, ...] | None = None
-    levels: tuple[str, ...] | None = None
-    max_images: int = 0
-
-    @property
-    def synthetic(self) -> str | None:
-        """``"train"`` / ``"test"`` for the synthetic sets, else ``None``."""
-        return DATASETS[self.name].get("synthetic") if self.name in DATASETS else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "folder": self.folder, "layout": self.layout,
-                "scenes": None if self.scenes is None else list(self.scenes),
-                "levels": None if self.levels is None else list(self.levels), "max_images": self.max_images}
-
-
-@dataclasses.dataclass(frozen=True)
-class UnpairedData:
-    """Unpaired training images: ``clear is None`` = the scene halves of ``hazy`` (notebook 02)."""
-
-    hazy: DataSet
-    clear: DataSet | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.clear is None:
-            return self.hazy.to_dict()
-        return {"hazy": self.hazy.to_dict(), "clear": self.clear.to_dict()}
-
-
-@dataclasses.dataclass(frozen=True)
-class DataSpec:
-    root: str | None
-    train: DataSet | UnpairedData
-    test: DataSet | None
-    cache: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"root": self.root, "train": self.train.to_dict(),
-                "test": None if self.test is None else self.test.to_dict(), "cache": self.cache}
-
-
 @dataclasses.dataclass
 class RunSpec:
     """A validated run spec. ``train`` is the trainer's config; with ``lr_every_epoch`` its ``lr_every``
@@ -284,131 +174,6 @@ def _plain(obj: Any) -> Any:
     from ..io import json_default
 
     return json.loads(json.dumps(obj, default=json_default))
-
-
-class _Ctx:
-    """Where a value came from, for error messages: the file, and ``--set`` when overridden."""
-
-    def __init__(self, source: str, overrides: Sequence[str] = ()):
-        self.source = source
-        self.overridden = [o.partition("=")[0].strip() for o in overrides]
-
-    def err(self, key: str, msg: str) -> LaunchError:
-        via = next((o for o in self.overridden if key == o or key.startswith(o + ".") or o.startswith(key + ".")), None)
-        where = self.source + (f" (--set {via})" if via else "")
-        return LaunchError(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
-
-
-def _show(v: Any) -> str:
-    return f"{v!r} ({type(v).__name__})"
-
-
-def _check_keys(ctx: _Ctx, key: str, d: Any, allowed: Sequence[str], required: Sequence[str] = (),
-                note: Mapping[str, str] | None = None) -> None:
-    if not isinstance(d, Mapping):
-        raise ctx.err(key, f"must be a mapping, got {_show(d)}")
-    for k in d:
-        if k not in allowed:
-            full = f"{key}.{k}" if key else str(k)
-            hint = difflib.get_close_matches(str(k), list(allowed), 1)
-            extra = (note or {}).get(k) or (f"did you mean {hint[0]!r}? " if hint else "")
-            raise ctx.err(full, f"unknown key; {extra}valid keys here: {', '.join(allowed)}")
-    for k in required:
-        if k not in d:
-            raise ctx.err(f"{key}.{k}" if key else k, "missing (required)")
-
-
-def _int(ctx: _Ctx, key: str, v: Any, minimum: int) -> int:
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ctx.err(key, f"must be an integer >= {minimum}, got {_show(v)}")
-    return v
-
-
-def _bool(ctx: _Ctx, key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ctx.err(key, f"must be true or false, got {_show(v)}")
-    return v
-
-
-def _ids(ctx: _Ctx, key: str, v: Any) -> tuple[str, ...] | None:
-    if v is None:
-        return None
-    if isinstance(v, (str, int)) and not isinstance(v, bool):
-        v = [v]
-    if not isinstance(v, (list, tuple)) or not v or any(isinstance(x, bool) or not isinstance(x, (str, int)) for x in v):
-        raise ctx.err(key, f"must be a non-empty list of ids or 'lo-hi' ranges, got {_show(v)}")
-    out = []
-    for x in v:
-        s = str(x).strip()
-        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", s)
-        if m and int(m.group(1)) > int(m.group(2)):
-            raise ctx.err(key, f"range {s!r} is reversed")
-        out.append(f"{m.group(1)}-{m.group(2)}" if m else s)
-    return tuple(out)
-
-
-def _expand_ids(ids: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    for s in ids:
-        m = re.fullmatch(r"(\d+)-(\d+)", s)
-        out.extend([str(i) for i in range(int(m.group(1)), int(m.group(2)) + 1)] if m else [s])
-    return out
-
-
-def _data_set(ctx: _Ctx, key: str, v: Any) -> DataSet:
-    from ..data.layouts import LAYOUTS
-
-    if isinstance(v, str):
-        v = {"name": v}
-    if not isinstance(v, Mapping):
-        raise ctx.err(key, f"must be a data set name ({', '.join(DATASETS)}) or a mapping with keys "
-                           f"{', '.join(SET_KEYS)}; got {_show(v)}")
-    _check_keys(ctx, key, v, SET_KEYS)
-    name = v.get("name")
-    base: dict[str, Any] = {}
-    if name is not None:
-        if name not in DATASETS:
-            hint = difflib.get_close_matches(str(name), list(DATASETS), 1)
-            raise ctx.err(f"{key}.name", f"unknown data set {name!r}; {'did you mean ' + repr(hint[0]) + '? ' if hint else ''}"
-                                         f"known: {', '.join(DATASETS)}")
-        base = {k: val for k, val in DATASETS[name].items() if k in SET_KEYS}
-        if DATASETS[name].get("synthetic"):
-            for k, unset in (("folder", None), ("layout", "auto")):  # a resolved spec writes the defaults
-                if v.get(k) not in (None, unset):
-                    raise ctx.err(f"{key}.{k}", f"the synthetic set {name!r} is generated in memory; it has no {k}")
-    merged = {**base, **{k: val for k, val in v.items() if k != "name"}}
-    folder = merged.get("folder")
-    if name is None and folder is None:
-        raise ctx.err(key, f"needs a name ({', '.join(DATASETS)}) or a folder")
-    if folder is not None and not isinstance(folder, str):
-        raise ctx.err(f"{key}.folder", f"must be a path string, got {_show(folder)}")
-    layout = merged.get("layout") or "auto"
-    if layout != "auto" and layout not in LAYOUTS:
-        raise ctx.err(f"{key}.layout", f"unknown layout {layout!r}; known: auto, {', '.join(LAYOUTS)}")
-    scenes = _ids(ctx, f"{key}.scenes", merged.get("scenes"))
-    levels = _ids(ctx, f"{key}.levels", merged.get("levels"))
-    max_images = _int(ctx, f"{key}.max_images", merged.get("max_images", 0), 0)
-    return DataSet(name, folder, layout, scenes, levels, max_images)
-
-
-def _data(ctx: _Ctx, kind: str, d: Any) -> DataSpec:
-    _check_keys(ctx, "data", d, DATA_KEYS, ("train",))
-    root = d.get("root")
-    if root is not None and not isinstance(root, str):
-        raise ctx.err("data.root", f"must be a path string or null, got {_show(root)}")
-    tr = d["train"]
-    if kind == "unpaired" and isinstance(tr, Mapping) and ("hazy" in tr or "clear" in tr):
-        _check_keys(ctx, "data.train", tr, ("hazy", "clear"), ("hazy", "clear"))
-        train: DataSet | UnpairedData = UnpairedData(_data_set(ctx, "data.train.hazy", tr["hazy"]),
-                                                     _data_set(ctx, "data.train.clear", tr["clear"]))
-    elif kind == "unpaired":
-        train = UnpairedData(_data_set(ctx, "data.train", tr))
-    else:
-        train = _data_set(ctx, "data.train", tr)
-    test = None if d.get("test") is None else _data_set(ctx, "data.test", d["test"])
-    return DataSpec(root, train, test, _bool(ctx, "data.cache", d.get("cache", True)))
 
 
 def _train_config(ctx: _Ctx, kind: str, d: Any) -> tuple[Any, bool]:
@@ -565,34 +330,6 @@ def _unpaired(ctx: _Ctx, spec: RunSpec, raw: Mapping[str, Any]) -> None:
         raise ctx.err("method", f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
     spec.method = method
     spec.method_kwargs = {"seed": spec.train.seed, **_kwargs(ctx, raw, "method_kwargs")}
-
-
-def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str], source: str = "<run spec>") -> dict[str, Any]:
-    """A deep copy of ``raw`` with ``KEY.SUB=VALUE`` overrides applied (values parsed as YAML).
-
-    Missing intermediate mappings are created; under ``data``, a set given by name (``train:
-    sots-train``) becomes ``{name: sots-train}`` so its keys can be overridden.
-    """
-    out = copy.deepcopy(dict(raw))
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        parts = key.split(".")
-        if not sep or not key or any(not p for p in parts):
-            raise LaunchError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.steps=10")
-        value = _yaml_load(text, f"--set {item!r}") if text.strip() else None
-        node = out
-        for i, p in enumerate(parts[:-1]):
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            elif isinstance(nxt, str) and parts[0] == "data" and i >= 1:
-                nxt = node[p] = {"name": nxt}
-            elif not isinstance(nxt, dict):
-                raise LaunchError(f"{source} (--set {key}): {'.'.join(parts[: i + 1])} is {_show(nxt)}, not a mapping")
-            node = nxt
-        node[parts[-1]] = value
-    return out
 
 
 def load_spec(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunSpec:
