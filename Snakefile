@@ -266,19 +266,31 @@ rule table_html:
 
 # One training run: the spec (with its defaults) goes to `python -m dehazelab train -` on stdin. Inputs
 # are the library files the run executes (dehazelab/runs/code.py), so editing a model, loss or trainer
-# reruns exactly the runs that use it; a run that starts from another run's weights (fine-tuning,
-# spec key `init`) also takes those weights as input. --restart-finished: a finished checkpoint left by an earlier
+# reruns exactly the runs that use it. A run that starts from another run's weights (fine-tuning, spec
+# key `init`) takes as input its base's stamp, results/runs/<size>/.bases/<base>.sha256 (the SHA-256 of
+# the base's weights.pt), written by the base's own job: retraining a base reruns what starts from it,
+# and in a fresh clone, where git writes files in path order, the stamps (".bases" sorts first) are older
+# than every run folder, so a fine-tune whose folder sorts before its base's (aecrnet-cr-* before
+# aecrnet-s*) is not taken for outdated. --restart-finished: a finished checkpoint left by an earlier
 # version of the code is trained again rather than resumed; an interrupted run resumes.
-def _train_shell(keep):
+def _train_shell(keep, stamp=False):
     return ("echo {params.spec:q} | TQDM_DISABLE=1 " + PYTHON + " -m dehazelab train - --out results/runs/{wildcards.size}/{wildcards.run} "
-            "--restart-finished --label {params.label:q}" + (" --keep-weights" if keep else "") + " > {log:q} 2>&1")
+            "--restart-finished --label {params.label:q}" + (" --keep-weights" if keep else "") + " > {log:q} 2>&1"
+            + (" && sha256sum {output.weights:q} | cut -d' ' -f1 > {output.stamp:q}" if stamp else ""))
+
+
+BASES = sorted({(spec.get("init") or {}).get("run") for spec, _, _ in RUNS.values()} - {None})
+
+
+def base_stamp(size, run):
+    return f"results/runs/{size}/.bases/{run}.sha256"
 
 
 def _train_inputs(w):
-    """The code a run executes, and the weights of the run it starts from (``init``), if any."""
+    """The code a run executes, and the stamp of the run it starts from (``init``), if any."""
     spec = RUNS[w.run][0]
     init = (spec.get("init") or {}).get("run")
-    return code_files(spec) + ([f"results/runs/{w.size}/{init}/weights.pt"] if init else [])
+    return code_files(spec) + ([base_stamp(w.size, init)] if init else [])
 
 
 _TRAIN = dict(
@@ -301,7 +313,8 @@ if NOT_KEPT:
         shell:
             _train_shell(False)
 
-if KEPT:
+KEPT_LEAVES = [i for i in KEPT if i not in BASES]
+if KEPT_LEAVES:
     rule train_kept:
         input:
             _TRAIN["input"],
@@ -309,7 +322,7 @@ if KEPT:
             summary="results/runs/{size}/{run}/summary.json",
             weights="results/runs/{size}/{run}/weights.pt",
         wildcard_constraints:
-            run="|".join(KEPT),
+            run="|".join(KEPT_LEAVES),
         params:
             **_TRAIN["params"],
         log:
@@ -317,3 +330,21 @@ if KEPT:
         threads: RUN_THREADS
         shell:
             _train_shell(True)
+
+if BASES:
+    rule train_base:  # a kept run others start from: its weights' stamp is what they depend on
+        input:
+            _TRAIN["input"],
+        output:
+            summary="results/runs/{size}/{run}/summary.json",
+            weights="results/runs/{size}/{run}/weights.pt",
+            stamp="results/runs/{size}/.bases/{run}.sha256",
+        wildcard_constraints:
+            run="|".join(BASES),
+        params:
+            **_TRAIN["params"],
+        log:
+            "logs/{size}/runs/{run}.log",
+        threads: RUN_THREADS
+        shell:
+            _train_shell(True, stamp=True)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,11 +121,12 @@ def test_report_captions_are_complete():
                 assert kind != "figures" or name.startswith("fig_"), (nb, name)
 
 
-def _dry_run(work: Path, env_setting: str) -> dict[str, int]:
-    """``snakemake -n`` in ``work``: the jobs it would run, by rule."""
+def _dry_run(work: Path, env_setting: str, *extra: str) -> dict[str, int]:
+    """``snakemake -n`` in ``work`` (``extra``: more arguments): the jobs it would run, by rule."""
     env = {k: v for k, v in os.environ.items() if k != "DEHAZELAB_RESULTS"}
     env["DEHAZELAB_DATA"] = str(paths.data_root()) if env_setting == "benchmark data" else ""
-    r = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml", "-n", "--quiet", "rules"],
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml", "-n", "--quiet", "rules",
+                        *extra],
                        cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     jobs = {}
@@ -154,7 +156,7 @@ def test_editing_text_retrains_nothing_and_editing_a_model_retrains_its_runs(smo
     nb.write_text(json.dumps(doc, indent=1))
     jobs = _dry_run(work, setting)
     assert "run_02_cut_fastcut" in jobs and "run_01_cr_aecrnet" not in jobs, jobs
-    assert not {"train", "train_kept"} & set(jobs), jobs
+    assert not {"train", "train_kept", "train_base"} & set(jobs), jobs
 
     shutil.copytree(work0, work, symlinks=True, dirs_exist_ok=True)  # undo
     # a real edit: Snakemake 9 ignores a newer input whose content matches what its metadata recorded
@@ -166,4 +168,31 @@ def test_editing_text_retrains_nothing_and_editing_a_model_retrains_its_runs(smo
            for g in grid(n, notebook_params(n, {"size": "smoke"}), has_data=has_data)
            if g.spec.get("model") in ("aodnet", "iicl-aodnet")]
     ids = {g.id for g in aod}  # a run shared by two notebooks (01's AOD-Net = 04's AOD-Net base) is one job
-    assert aod and jobs.get("train", 0) + jobs.get("train_kept", 0) == len(ids), (jobs, [g.variant for g in aod])
+    assert aod and sum(jobs.get(r, 0) for r in ("train", "train_kept", "train_base")) == len(ids), (jobs, [g.variant for g in aod])
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_has_nothing_to_do_and_a_retrained_base_retrains_its_fine_tunes(smoke_run, tmp_path):
+    """A clone has no Snakemake records, and git writes its files in path order: a fine-tune whose folder
+    sorts before its base's (aecrnet-cr-* before aecrnet-s*) is older than the base's weights. It depends
+    on the base's stamp (results/runs/<size>/.bases/, which sorts first), so nothing is outdated; and
+    forcing the base to retrain retrains every run that starts from it."""
+    from dehazelab.runs.grids import grid, notebook_params
+
+    work0, _, setting = smoke_run
+    work = tmp_path / "clone"
+    shutil.copytree(work0, work, symlinks=True, ignore=shutil.ignore_patterns(".snakemake"))
+    files = sorted((p for p in work.rglob("*") if p.is_file()), key=lambda p: p.relative_to(work).as_posix().encode())
+    t0 = time.time() - 100_000
+    for i, p in enumerate(files):  # the times a checkout gives: increasing in path order
+        os.utime(p, (t0 + i * 0.01, t0 + i * 0.01))
+    has_data = setting == "benchmark data"
+    runs = {g.id: g for n in ("01_cr_aecrnet", "02_cut_fastcut", "03_cddgan", "04_iicl")
+            for g in grid(n, notebook_params(n, {"size": "smoke"}), has_data=has_data)}
+    tuned = {i: g.spec["init"]["run"] for i, g in runs.items() if g.spec.get("init")}
+    base = sorted(set(tuned.values()))[0]
+    assert any(i < base for i, b in tuned.items() if b == base), "the case this test is about: a fine-tune folder sorting first"
+    assert _dry_run(work, setting) == {}, "a fresh clone has nothing to do"
+    jobs = _dry_run(work, setting, "--forcerun", f"results/runs/smoke/{base}/weights.pt")
+    assert jobs.get("train_base") == 1, jobs
+    assert jobs.get("train", 0) + jobs.get("train_kept", 0) == sum(b == base for b in tuned.values()), jobs
