@@ -101,15 +101,19 @@ def plot_variant_means(table, groups, variants, hazy=None, metrics=("PSNR", "SSI
 
 
 def shown_psnr(rows, labels, columns) -> str:
-    """Markdown bullets, one per grid row that has a ground truth (its last cell): the PSNR of every
-    other cell of the row against it, named by ``columns``; rows without ground truth are skipped."""
+    """Markdown bullets, one per grid row: with a ground truth (the row's last cell), the PSNR of every
+    other cell of the row against it, named by ``columns``; without one (a real photograph), the mean
+    brightness (mean of R, G, B in [0, 1]) of every cell, so that a result far darker or brighter than
+    the input or DCP is stated in numbers."""
     from . import metrics as M
 
     lines = []
     for row, label in zip(rows, labels):
         if row[-1] is None:
+            lines.append(f"* {label}, mean brightness: " + ", ".join(
+                f"{c} {float(np.mean(to_display(img))):.2f}" for c, img in zip(columns, row[:-1])))
             continue
         gt = to_display(row[-1])
         lines.append(f"* {label}: " + ", ".join(f"{c} {M.psnr(to_display(img), gt):.1f} dB"
                                                 for c, img in zip(columns, row[:-1])))
-    return "\n".join(lines) or "(no ground truth among the shown images)"
+    return "\n".join(lines) or "(no images shown)"

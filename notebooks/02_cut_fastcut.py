@@ -449,7 +449,8 @@ nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
 # What to look for: a residual generator that has learned little leaves the veil in place (the
 # column looks like the hazy one); one that has learned the clear domain's statistics without the
 # scene's lifts the veil but may shift colours or invent texture, most visibly on the real photos,
-# which are unlike any training image. The PSNR of each shown test image (generated):
+# which are unlike any training image. The PSNR of each shown test image, and the mean brightness of
+# each real photograph, which has no ground truth (generated):
 
 # %%
 display(Markdown(plotting.shown_psnr(grid, row_titles, ["hazy"] + [LABEL[n] for n in METHODS])))

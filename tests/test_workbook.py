@@ -117,5 +117,6 @@ def test_shown_psnr_scores_each_cell_against_the_rows_ground_truth():
     gt = np.full((8, 8, 3), 0.5, dtype=np.float32)
     off = gt + 0.1
     text = plotting.shown_psnr([[off, gt, gt], [off, gt, None]], ["a", "b"], ["hazy", "net"])
-    assert text == f"* a: hazy {M.psnr(off, gt):.1f} dB, net inf dB"
-    assert plotting.shown_psnr([[off, None]], ["x"], ["hazy"]) == "(no ground truth among the shown images)"
+    assert text.split("\n") == [f"* a: hazy {M.psnr(off, gt):.1f} dB, net inf dB",
+                                 "* b, mean brightness: hazy 0.60, net 0.50"]  # no ground truth: brightness
+    assert plotting.shown_psnr([], [], ["hazy"]) == "(no images shown)"
