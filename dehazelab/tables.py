@@ -12,6 +12,7 @@ table, and the cost of a training step.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -22,7 +23,7 @@ import pandas as pd
 from . import stats as dstats
 
 __all__ = ["settings_table", "seed_table", "add_quoted", "mean_scores_row", "baseline_row", "ClaimRows",
-           "performance_row"]
+           "performance_row", "tagged_assumptions"]
 
 NO_CR = "— (no CR)"
 
@@ -161,3 +162,32 @@ def time_step(one: Callable[[int], Any], batch: int, warmup: bool = True) -> tup
 
 
 __all__.append("time_step")
+
+
+_TAGGED = re.compile(r"^\* \[([^\]]*)\]\s*(.*?)(?=^\* |^\s*$|\Z)", re.M | re.S)
+
+
+def tagged_assumptions(module: Any, component: str) -> list[tuple[str, str, str]]:
+    """The ``* [tag] text`` bullets of ``module``'s docstring as ``(component, source, assumption)`` rows.
+
+    A reconstruction's modules tag each design decision where it is made (``[abstract]``, ``[§4.3.n]`` for a
+    recommendation of the method spec, ``[our choice]``), so a notebook's assumptions table is read from the
+    code and cannot drift from it. Source: ``abstract``, ``methods.md §4.3 rec. n``, ``our choice``, or the
+    tag itself. A module with no tagged bullet raises ``ValueError`` (a renamed tag would otherwise empty the
+    table silently)."""
+    rows = []
+    for m in _TAGGED.finditer(module.__doc__ or ""):
+        tag, text = m.group(1).strip(), " ".join(m.group(2).split())
+        if tag.startswith("abstract"):
+            source = "abstract"
+        elif tag.startswith("§4.3"):
+            rec = tag.split(".")[2] if tag.count(".") >= 2 else ""
+            source = f"methods.md §4.3 rec. {rec}".strip()
+        elif tag.startswith("our choice"):
+            source = "our choice"
+        else:
+            source = tag
+        rows.append((component, source, text))
+    if not rows:
+        raise ValueError(f"{getattr(module, '__name__', module)}: no '* [tag] text' bullet in its docstring")
+    return rows

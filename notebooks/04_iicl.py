@@ -100,7 +100,6 @@ demo_k = 3  # bright / dark patches shown per image
 
 # %%
 import math
-import re
 import shutil
 
 import matplotlib.pyplot as plt
@@ -115,7 +114,6 @@ import dehazelab.models.iicl as iicl_models
 import dehazelab.models.prm as prm_module
 from dehazelab import curves as dcurves, io, paths, plotting, workbook
 from dehazelab import tables as T
-from dehazelab import metrics as M
 from dehazelab import patches as P
 from dehazelab import stats as dstats
 from dehazelab.data.datasets import load_benchmark
@@ -176,34 +174,13 @@ display(Markdown(io.format_table(setup_df)))
 # docstrings; the table below is read from those docstrings (so it cannot drift from the code),
 # followed by the choices this notebook makes. *Source*: **abstract** = stated in the abstract;
 # **methods.md §4.3 rec. n** = recommendation n of the project's method spec for a transparent
-# reconstruction; **our choice** = neither.
+# reconstruction; **our choice** = neither. (`dehazelab.tables.tagged_assumptions` reads the tagged
+# bullets of a module's docstring.)
 
 # %%
-def tagged_assumptions(module, component):
-    """The '* [tag] text' bullets of a module docstring as (component, source, assumption) rows."""
-    rows = []
-    for m in re.finditer(r"^\* \[([^\]]*)\]\s*(.*?)(?=^\* |^\s*$|\Z)", module.__doc__, re.M | re.S):
-        tag, text = m.group(1).strip(), " ".join(m.group(2).split())
-        if tag.startswith("abstract"):
-            source = "abstract"
-        elif tag.startswith("§4.3"):
-            rec = tag.split(".")[2] if tag.count(".") >= 2 else ""
-            source = f"methods.md §4.3 rec. {rec}".strip()
-        elif tag.startswith("our choice"):
-            source = "our choice"
-        else:
-            source = tag
-        rows.append((component, source, text))
-    return rows
-
-
-# %% [markdown]
-# The assumptions of the library modules, then this notebook's own.
-
-# %%
-assumptions = (tagged_assumptions(prm_module, "PRM (dehazelab/models/prm.py)")
-               + tagged_assumptions(iicl_models, "PRM -> ARM (dehazelab/models/iicl.py)")
-               + tagged_assumptions(iicl_losses, "losses (dehazelab/losses/iicl.py)"))
+assumptions = (T.tagged_assumptions(prm_module, "PRM (dehazelab/models/prm.py)")
+               + T.tagged_assumptions(iicl_models, "PRM -> ARM (dehazelab/models/iicl.py)")
+               + T.tagged_assumptions(iicl_losses, "losses (dehazelab/losses/iicl.py)"))
 assumptions += [
     ("this notebook", "methods.md §4.3 rec. 6",
      "Two ARM backbones of different kinds (AECR-Net, an FFA-style autoencoder; AOD-Net, a 1,761-parameter "
@@ -427,8 +404,6 @@ plt.show()
 # **The paper's numbers are not available** (abstract only), so there is no "paper" column.
 
 # %%
-t_half = dstats.ci95_half  # 95 % Student-t half-width over seeds (NaN with one seed)
-
 # the references: the hazy input itself and DCP, scored on the same test images (PSNR, SSIM, ΔE)
 refs = {"hazy input": nb.scores(lambda im: im), "DCP": nb.scores(lambda im: dehaze_dcp(im)[0])}
 rows = [{"backbone": "—", "variant": k, "seeds": 0, "PSNR": v["psnr"], "SSIM": v["ssim"], "ΔE": v["delta_e"],
@@ -438,20 +413,18 @@ rows = [{"backbone": "—", "variant": k, "seeds": 0, "PSNR": v["psnr"], "SSIM":
 # The table: the references, then each backbone's four variants and the PRM's own J₀ after its warm-up.
 
 # %%
+SCORES = {"psnr": "PSNR", "ssim": "SSIM", "delta_e": "ΔE"}
+J0 = "PRM alone (J₀ after warm-up)"  # the PRM's own restoration after its warm-up, before the ARM trains with it
 for bb in backbones:
-    for variant in VARIANTS:
-        g = runs[(runs.backbone == bb) & (runs.variant == variant)]
-        rows.append({"backbone": BACKBONE_LABEL[bb], "variant": variant, "seeds": len(g), "PSNR": g.psnr.mean(),
-                     "PSNR ±95%": t_half(g.psnr), "SSIM": g.ssim.mean(), "SSIM ±95%": t_half(g.ssim),
-                     "ΔE": g.delta_e.mean(), "ΔE ±95%": t_half(g.delta_e), "#params": int(g.params.iloc[0]), "s/step (joint)": g.s_per_step.mean(),
-                     "warm-up s": g.warmup_s.mean(), "vgg_used": g.vgg_used.iloc[0]})
-    g = runs[(runs.backbone == bb) & (runs.variant == "+ PRM")]
-    if g.psnr_j0_warmup.notna().all() and len(g):
-        # the PRM's own restoration after its warm-up, before the ARM has been trained at all
-        rows.append({"backbone": BACKBONE_LABEL[bb], "variant": "PRM alone (J₀ after warm-up)", "seeds": len(g),
-                     "PSNR": g.psnr_j0_warmup.mean(), "PSNR ±95%": t_half(g.psnr_j0_warmup),
-                     "SSIM": g.ssim_j0_warmup.mean(), "SSIM ±95%": t_half(g.ssim_j0_warmup),
-                     "vgg_used": "— (no contrastive term)"})
+    sel = runs[runs.backbone == bb]
+    extra = sel.groupby("variant").agg(**{"#params": ("params", "first"), "s/step (joint)": ("s_per_step", "mean"),
+                                          "warm-up s": ("warmup_s", "mean"), "vgg_used": ("vgg_used", "first")})
+    rows += dstats.seed_summary(sel, "variant", VARIANTS, SCORES).join(extra, on="variant").assign(
+        backbone=BACKBONE_LABEL[bb]).to_dict("records")
+    j0 = sel[sel.variant == "+ PRM"].assign(variant=J0)
+    if len(j0) and j0.psnr_j0_warmup.notna().all():
+        rows += dstats.seed_summary(j0, "variant", [J0], {"psnr_j0_warmup": "PSNR", "ssim_j0_warmup": "SSIM"}).assign(
+            backbone=BACKBONE_LABEL[bb], vgg_used=NO_VGG).to_dict("records")
 table = pd.DataFrame(rows)
 table.insert(2, "test images", len(test_pairs))
 io.write_table(table, OUT / "table_iicl")
@@ -483,9 +456,7 @@ display(Markdown("\n\n".join(curve_text)))
 # %%
 def paired(bb, a, b, metric):
     """Mean metric(a) − metric(b) over seeds (same seed = same init, data and crops) and its 95 % t half-width."""
-    sel = runs[runs.backbone == bb]
-    d = (sel[sel.variant == a].set_index("seed")[metric] - sel[sel.variant == b].set_index("seed")[metric]).dropna()
-    return float(d.mean()), t_half(d)
+    return dstats.paired_difference(runs, "variant", a, b, metric, where={"backbone": bb})[:2]
 
 
 diff_rows = []
