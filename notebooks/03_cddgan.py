@@ -97,7 +97,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from dehazelab import curves as dcurves, features, io, metrics as M, paths, plotting, workbook, runs as druns, stats as dstats
+from dehazelab import curves as dcurves, features, io, paths, plotting, workbook, runs as druns, stats as dstats
 from dehazelab.models.dcp import dehaze_dcp
 from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
 from dehazelab.data.datasets import PairedDataset, load_benchmark
@@ -105,6 +105,7 @@ from dehazelab.data.selection import filter_pairs
 from dehazelab.inference import export_weights, load_model
 from dehazelab.methods import build_method
 from dehazelab.methods.cddgan import CDDGAN_VARIANTS
+from dehazelab.references import read_reference
 from dehazelab.runs import grids as run_grids
 from dehazelab.train.paired import evaluate
 
@@ -343,38 +344,27 @@ plt.show()
 
 # %%
 mean_ci = dstats.mean_ci  # (mean, 95 % Student-t half-width); dehazelab.stats
-table = []
-for v in VARIANTS:
-    g_ = runs[runs.variant == v]
-    (p, ph), (s_, sh), (t_, th) = mean_ci(g_.psnr), mean_ci(g_.ssim), mean_ci(g_.s_per_iter)
-    table.append({"row": LABEL[v], "seeds": len(g_), "PSNR": p, "PSNR ±95%": ph, "SSIM": s_, "SSIM ±95%": sh,
-                  "ΔE": g_.delta_e.mean(), "ΔE ±95%": mean_ci(g_.delta_e)[1],
-                  "train sec/iter": t_, "#params G_A": int(g_.params_G_A.iloc[0]),
-                  "#params trained": int(g_.params_trained.iloc[0]), "source": "trained here"})
+summary = dstats.seed_summary(runs, "variant", VARIANTS, {"psnr": "PSNR", "ssim": "SSIM", "delta_e": "ΔE"})
+sizes = runs.groupby("variant").agg(**{"train sec/iter": ("s_per_iter", "mean"), "#params G_A": ("params_G_A", "first"),
+                                       "#params trained": ("params_trained", "first")})
+summary = summary.join(sizes, on="variant").assign(variant=summary.variant.map(LABEL), source="trained here")
+table = summary.rename(columns={"variant": "row"}).to_dict("records")
 
 # %% [markdown]
 # Notebook 02's CUT row, read from its `metrics.json` (never retrained), with its per-seed scores for the
 # paired claims of §8 when they exist.
 
 # %%
-NB02 = paths.results_dir() / size / "02_cut_fastcut"
-cut_ref, cut_runs = {"status": "absent", "path": str(NB02 / "metrics.json")}, None
-m02 = io.read_json(NB02 / "metrics.json") if (NB02 / "metrics.json").is_file() else None
-rows02 = [r for r in ((m02 or {}).get("tables", {}).get("cut_table") or []) if r.get("method") == "CUT"]
-if m02 is not None and not rows02:
-    cut_ref["status"] = "no CUT row in notebook 02's metrics.json"
-elif rows02:
-    r, same_test = rows02[0], m02.get("data", {}).get("test", {}).get("images") == nb.data_used["test"]["images"]
-    cut_ref = {"status": "read", "path": str(NB02 / "metrics.json"), "same_test_images": bool(same_test),
-               "seeds": m02.get("seeds"), "steps": m02.get("steps"), "method_kwargs": (m02.get("method_kwargs") or {}).get("cut")}
-    table.append({"row": "CUT (notebook 02, read)", **{k: r.get(k) for k in ("seeds", "PSNR", "PSNR ±95%", "SSIM", "SSIM ±95%",
-                  "train sec/iter")}, "#params G_A": r.get("#params G"),
-                  "source": "notebook 02" + ("" if same_test else " (other test images: not comparable)")})
-    if (NB02 / "runs_per_seed.csv").is_file():
-        r02 = pd.read_csv(NB02 / "runs_per_seed.csv")
-        cut_runs = r02[r02.method == "cut"].set_index("seed")
-if cut_ref["status"] == "absent":
-    print(f"notebook 02's results at size {size!r} are absent ({NB02 / 'metrics.json'}): no CUT reference row")
+cut = read_reference(paths.results_dir(), size, "02_cut_fastcut", table="cut_table", key="method", name="CUT",
+                     run_name="cut", test_images=nb.data_used["test"]["images"])  # dehazelab.references
+cut_ref = cut.record()
+if cut.row is not None:
+    table.append({"row": "CUT (notebook 02, read)", "source": "notebook 02" + ("" if cut.same_test_images else
+                  " (other test images: not comparable)"), "#params G_A": cut.row.get("#params G"),
+                  **{k: cut.row.get(k) for k in ("seeds", "PSNR", "PSNR ±95%", "SSIM", "SSIM ±95%", "ΔE", "ΔE ±95%",
+                                                 "train sec/iter")}})
+else:
+    print(f"notebook 02's CUT row at size {size!r}: {cut.status}")
 
 # %% [markdown]
 # The table, with the hazy input as the floor.
@@ -549,12 +539,13 @@ def pm(half, fmt):
     return f"± {half:{fmt}}" if np.isfinite(half) else "(one seed: no interval)"
 
 
-def paired(a, b, col, other=None):
-    """Mean of col[a] − col[b] over seeds (``other``: b's per-seed values from elsewhere), 95 % t half-width."""
-    pa = runs[runs.variant == a].set_index("seed")[col]
-    pb = other[col] if other is not None else runs[runs.variant == b].set_index("seed")[col]
-    d = (pa - pb).dropna()
-    return (*mean_ci(d), len(d)) if len(d) else (float("nan"), float("nan"), 0)
+# ours and, when notebook 02 wrote them, its CUT runs (variant "cut"), so every claim is one paired difference
+with_cut = pd.concat([runs, cut.per_seed.reset_index().assign(variant="cut")] if cut.paired else [runs])
+
+
+def paired(a, b, col):
+    """Mean of col[a] − col[b] over the seeds both have, its 95 % t half-width, and the number of seeds."""
+    return dstats.paired_difference(with_cut, "variant", a, b, col)
 
 
 # %% [markdown]
@@ -567,9 +558,9 @@ long = dstats.ClaimsTable(paper="CDD-GAN (ECCV'22, reconstruction)", notebook="0
 setting = f"ngf {method_kwargs['cddgan'].get('ngf')}, {steps} iterations"
 
 
-def add_claim(claim, evidence, difference, a, b, other=None):
+def add_claim(claim, evidence, difference, a, b):
     """Judge ``a`` − ``b`` on PSNR and on SSIM (paired by seed) and add the claim to both tables."""
-    (d, h, n), (ds, hs, _) = paired(a, b, "psnr", other), paired(a, b, "ssim", other)
+    (d, h, n), (ds, hs, _) = paired(a, b, "psnr"), paired(a, b, "ssim")
     long.add(claim, evidence, difference, "PSNR", "dB", d, h, n, setting=setting)
     long.add(claim, evidence, difference, "SSIM", "", ds, hs, n, setting=setting)
     claims.append((claim, evidence, difference, n, f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
@@ -593,16 +584,14 @@ for claim, evidence, a, b in [
 # %%
 cut_claim = ("CDD-GAN beats CUT on unpaired dehazing", "abstract: better than unpaired baselines (tables unreachable)",
              "CDD-GAN − CUT (notebook 02)")
-if cut_ref["status"] == "read" and cut_ref["same_test_images"] and cut_runs is not None:
-    if paired("cddgan", None, "psnr", other=cut_runs)[2]:  # seeds in common
-        add_claim(*cut_claim, "cddgan", None, other=cut_runs)
-    else:
-        claims.append((*cut_claim, 0, "no common seeds with notebook 02", "undetermined"))
-elif cut_ref["status"] == "read":
-    why = "other test images" if not cut_ref["same_test_images"] else "no per-seed results (runs_per_seed.csv)"
+if cut.paired and set(cut.per_seed.index) & set(seeds):
+    add_claim(*cut_claim, "cddgan", "cut")
+elif cut.row is not None:
+    why = ("other test images" if not cut.same_test_images else "no per-seed results (runs_per_seed.csv)"
+           if cut.per_seed is None else "no common seeds")
     claims.append((*cut_claim, 0, f"notebook 02's CUT is not paired with ours ({why})", "undetermined"))
 else:
-    claims.append((*cut_claim, 0, f"notebook 02's results at size {size!r}: {cut_ref['status']}", "undetermined (no CUT row)"))
+    claims.append((*cut_claim, 0, f"notebook 02's results at size {size!r}: {cut.status}", "undetermined (no CUT row)"))
 
 # %% [markdown]
 # The verdicts, written as `claims` (one row per claim) and `claims_long` (one per claim and metric).
