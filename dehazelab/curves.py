@@ -64,10 +64,12 @@ def plot_learning_curves(curves: Mapping[str, Sequence[pd.DataFrame]], refs: Map
     """One panel per metric of :data:`CURVE_METRICS`: for each variant (``curves[label]`` = one curve per
     seed, from :func:`learning_curve`) the mean over seeds at each evaluation step against the mean
     CPU-minutes, with the seeds' min–max as a band; ``refs`` (label -> ``{"psnr", "ssim", "delta_e"}``)
-    as horizontal dashed lines. Returns the figure."""
+    as horizontal dashed lines. ``title`` is the figure's title, or the row's when ``axes`` (one row of a larger
+    figure) is given. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    if axes is None:
+    own_figure = axes is None
+    if own_figure:
         fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.6 * len(CURVE_METRICS), 3.6))
     else:
         fig = axes[0].figure
@@ -90,8 +92,10 @@ def plot_learning_curves(curves: Mapping[str, Sequence[pd.DataFrame]], refs: Map
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    if title:
+    if title and own_figure:
         fig.suptitle(title)
+    elif title:  # one row of a larger figure: the title names this row (a suptitle would name the whole figure)
+        axes[0].set_title(title, loc="left", fontsize=10, fontweight="bold")
     fig.tight_layout()
     return fig
 

@@ -70,3 +70,19 @@ def test_describe_names_a_peak_the_run_lost():
     text = describe({"x": [c]})
     assert "peaked at 18.00 dB at step 200 (2.0 CPU-min) and lost 1.80 dB" in text
     assert "peaked" not in describe({"x": [c.assign(psnr=[15.0, 16.0, 16.5, 16.4])]})
+
+
+def test_rows_of_one_figure_each_carry_their_own_title():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    a = learning_curve(_history())
+    fig, axes = plt.subplots(2, 3)
+    for row, name in zip(axes, ("AECR-Net", "AOD-Net")):
+        plot_learning_curves({"m": [a]}, title=name, axes=row)
+    assert [axes[0][0].get_title(loc="left"), axes[1][0].get_title(loc="left")] == ["AECR-Net", "AOD-Net"]
+    assert fig._suptitle is None  # no figure-wide title naming only the last row
+    own = plot_learning_curves({"m": [a]}, title="01 at small size")
+    assert own._suptitle.get_text() == "01 at small size"
+    plt.close("all")
