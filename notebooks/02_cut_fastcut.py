@@ -95,10 +95,10 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from dehazelab import curves as dcurves, io, metrics as M, papers, paths, plotting, workbook
+from dehazelab import curves as dcurves, io, papers, paths, plotting, workbook
+from dehazelab import patchnce_figures as PF
 from dehazelab.models.dcp import dehaze_dcp
 from dehazelab.cost import OFFICIAL_KWARGS, cost_jobs, cost_table, measure_costs
 from dehazelab import stats as dstats
@@ -109,7 +109,6 @@ from dehazelab.losses.patchnce import patchnce_loss
 from dehazelab.methods import build_method
 from dehazelab.perf import fp32_peak, official_order_note, official_order_table, performance_table
 from dehazelab.models.projection_head import l2_normalize
-from dehazelab.models.resnet_generator import to_pm1
 from dehazelab.runs import runs_dir
 from dehazelab.train.paired import evaluate
 
@@ -185,43 +184,8 @@ nb.write_config()
 # as patches, all as dots). The patch sides are the receptive field of the residual-block-1 layer.
 
 # %%
-demo = test_set[0]
-S = min(128, demo["hazy"].shape[-2], demo["hazy"].shape[-1]) // 4 * 4  # a centred square crop
-y0, x0 = (demo["hazy"].shape[-2] - S) // 2, (demo["hazy"].shape[-1] - S) // 2
-demo_hazy = demo["hazy"][:, y0:y0 + S, x0:x0 + S]
-demo_clear = demo["clear"][:, y0:y0 + S, x0:x0 + S]
-RF = 35  # receptive field (pixels) of the first residual block's output, as the paper describes it
-STRIDE = 4  # that layer is at 1/4 resolution
-g_demo = torch.Generator().manual_seed(0)
-grid_side = S // STRIDE
-n_show = min(num_patches, grid_side * grid_side)
-ids = torch.randperm(grid_side * grid_side, generator=g_demo)[:n_show]
-centres = torch.stack([ids // grid_side, ids % grid_side], 1).float() * STRIDE + STRIDE / 2
-q_centre = centres[0]
-
-
-def draw_patch(ax, c, color, lw=2.0, side=RF):
-    ax.add_patch(Rectangle((float(c[1]) - side / 2, float(c[0]) - side / 2), side, side, fill=False,
-                           edgecolor=color, linewidth=lw))
-
-
-fig, ax = plt.subplots(1, 2, figsize=(8, 4.2))
-ax[0].imshow(plotting.to_display(demo_clear))
-draw_patch(ax[0], q_centre, "tab:blue", 2.5)
-ax[0].set_title("output $\\hat y = G(x)$: query $v$ (blue)", fontsize=10)
-ax[1].imshow(plotting.to_display(demo_hazy))
-ax[1].scatter(centres[1:, 1], centres[1:, 0], s=9, c="tab:red", label=f"negatives $v^-$ ({n_show - 1})")
-for c in centres[1:4]:
-    draw_patch(ax[1], c, "tab:red", 1.5)
-draw_patch(ax[1], q_centre, "tab:green", 2.5)
-ax[1].scatter([q_centre[1]], [q_centre[0]], s=40, c="tab:green", label="positive $v^+$ (same location)")
-ax[1].set_title("input $x$: keys", fontsize=10)
-ax[1].legend(loc="lower left", fontsize=8, framealpha=0.9)
-for a in ax:
-    a.set_xlim(-0.5, S - 0.5)
-    a.set_ylim(S - 0.5, -0.5)
-    a.axis("off")
-fig.tight_layout()
+demo_hazy, demo_clear = PF.centre_crop(test_set[0])  # a centred square crop of the first test pair
+fig = PF.sampling_figure(demo_hazy, demo_clear, num_patches, seed=0)  # dehazelab.patchnce_figures
 plotting.savefig(fig, OUT / "fig_patchnce_sampling.png")
 plt.show()
 
@@ -357,31 +321,7 @@ plt.show()
 # map are the positive's rank among all positions of that layer (1 = the query's best match is its
 # own location) and the probability PatchNCE would give it against all of them (softmax of
 # similarity / τ; training only ever contrasts it with `num_patches` − 1 sampled negatives).
-
-# %%
-def query_maps(method, x):
-    """Cosine-similarity maps of the output's centre query vs all input keys, per tapped layer (not 0)."""
-    G, H = method.nets["G"], method.nets["F"]
-    layers = method.nce_layers
-    with torch.no_grad():
-        xin = to_pm1(x[None])
-        out = G(xin)
-        fk = G(xin, layers, encode_only=True)
-        fq = G(out, layers, encode_only=True)
-        k_all, _ = H(fk, 0)  # 0 -> every position, raster order
-        q_all, _ = H(fq, 0)
-    maps = []
-    for li, layer in enumerate(layers):
-        if layer == 0:
-            continue
-        h, w = fk[li].shape[-2:]
-        p = (h // 2) * w + w // 2
-        sim = (k_all[li] @ q_all[li][p]).reshape(h, w)
-        prob = torch.softmax(sim.flatten() / method.nce_tau, 0)[p]
-        rank = int((sim.flatten() > sim.flatten()[p]).sum()) + 1  # 1 = the positive is the best match
-        maps.append((layer, sim, float(prob), rank, (h // 2, w // 2)))
-    return (out[0] + 1) / 2, maps
-
+# `dehazelab.patchnce_figures.query_maps` computes the maps.
 
 # %% [markdown]
 # The maps of the same seed's CUT networks before and after training (written to
@@ -390,34 +330,10 @@ def query_maps(method, x):
 # %%
 trained_cut = methods_seed0["cut"]
 init_cut = build_method("cut", seed=s0, **method_kwargs["cut"])  # the same seed's initial weights
-rows = [("before training", *query_maps(init_cut, demo_hazy)), ("after training", *query_maps(trained_cut, demo_hazy))]
-n_maps = len(rows[0][2])
-fig, ax = plt.subplots(2, n_maps + 2, figsize=(2.3 * (n_maps + 2), 5.0))
-sim_records = []
-for r, (title, out_img, maps) in enumerate(rows):
-    ax[r, 0].imshow(plotting.to_display(demo_hazy))
-    ax[r, 0].plot(S / 2, S / 2, "+", color="tab:blue", ms=14, mew=2)
-    ax[r, 1].imshow(plotting.to_display(out_img))
-    ax[r, 1].plot(S / 2, S / 2, "+", color="tab:blue", ms=14, mew=2)
-    ax[r, 0].set_ylabel(title, fontsize=10)
-    for j, (layer, sim, prob, rank, (ci, cj)) in enumerate(maps):
-        a = ax[r, j + 2]
-        im = a.imshow(sim.numpy(), cmap="magma", vmin=-1, vmax=1)
-        a.plot(cj, ci, "+", color="cyan", ms=10, mew=1.5)
-        a.set_title(f"layer {layer}: rank {rank}/{sim.numel()}\np(positive) {prob:.2g}", fontsize=8)
-        sim_records.append({"weights": title, "layer": layer, "cos(query, positive)": float(sim[ci, cj]),
-                            "mean cos(query, other keys)": float((sim.sum() - sim[ci, cj]) / (sim.numel() - 1)),
-                            "rank of positive": rank, "p(positive) among all positions": prob,
-                            "positions": sim.numel()})
-    ax[0, 0].set_title("input x (query location)", fontsize=9)
-    ax[0, 1].set_title("output G(x)", fontsize=9)
-for a in ax.flat:
-    a.set_xticks([])
-    a.set_yticks([])
-fig.colorbar(im, ax=ax[:, 2:].ravel().tolist(), shrink=0.8, label="cosine similarity")
+rows = [("before training", *PF.query_maps(init_cut, demo_hazy)), ("after training", *PF.query_maps(trained_cut, demo_hazy))]
+fig, sim_df = PF.similarity_figure(demo_hazy, rows)
 plotting.savefig(fig, OUT / "fig_patchnce_similarity.png")
 plt.show()
-sim_df = pd.DataFrame(sim_records)
 io.write_table(sim_df, OUT / "patchnce_similarity")
 display(sim_df.round(3))
 assert np.isfinite(sim_df.select_dtypes("number").to_numpy()).all()
@@ -622,9 +538,7 @@ if perf_official and BENCH.is_file():
 # %%
 def paired(a, b, col, sign=1.0):
     """Mean of sign·(col[a] − col[b]) over seeds, with a 95 % t half-width (NaN with one seed)."""
-    pa = runs[runs.method == a].set_index("seed")[col]
-    pb = runs[runs.method == b].set_index("seed")[col]
-    return mean_ci((sign * (pa - pb)).dropna())
+    return dstats.paired_difference(runs, "method", a, b, col, sign=sign)[:2]
 
 
 def pm(half, fmt):
