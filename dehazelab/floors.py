@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-__all__ = ["KINDS", "check", "quality_rows"]
+__all__ = ["KINDS", "check", "quality_rows", "met_sentence"]
 
 #: floor kind -> what it asks (the module docstring has the reasons)
 KINDS: dict[str, str] = {
@@ -98,3 +98,17 @@ def quality_rows(notebook: str, df, col: str, models: Mapping[str, tuple[str, st
                     "DCP PSNR / SSIM": "—" if dcp is None else f"{dcp['psnr']:.2f} / {dcp['ssim']:.3f}",
                     "floor": KINDS[kind], "met": verdict, "why not": why})
     return out
+
+
+def met_sentence(quality) -> str:
+    """Markdown saying how many models of a quality table (rows of :func:`quality_rows`) meet their floor
+    and, for each that does not ("not met" or "n/a"), why: ``**3 of 4 trained models meet their floor**;
+    not met: AOD-Net (PSNR vs 19.5 dB: 18.2 vs 19.5).``"""
+    for col in ("model", "met", "why not"):
+        if col not in quality:
+            raise KeyError(f"met_sentence: the quality table has no column {col!r} (columns: {list(quality.columns)})")
+    ok = quality.met == "met"
+    n_met = int(ok.sum())
+    not_met = "; ".join(f"{m} ({w})" for m, w in zip(quality.model[~ok], quality["why not"][~ok]))
+    return (f"**{n_met} of {len(quality)} trained models meet their floor**"
+            + ("" if n_met == len(quality) else "; not met: " + not_met) + ".")

@@ -117,3 +117,64 @@ def shown_psnr(rows, labels, columns) -> str:
         lines.append(f"* {label}: " + ", ".join(f"{c} {M.psnr(to_display(img), gt):.1f} dB"
                                                 for c, img in zip(columns, row[:-1])))
     return "\n".join(lines) or "(no images shown)"
+
+
+def note_figure(text: str, size: tuple[float, float] = (7, 1.2)):
+    """A figure holding only ``text``, centred: for an output figure that has nothing to show, so the file
+    says plainly why (e.g. no real photographs without a data folder) instead of being missing."""
+    import matplotlib.pyplot as plt
+
+    if not str(text).strip():
+        raise ValueError("note_figure: the text saying why the figure is empty is empty")
+    fig, ax = plt.subplots(figsize=size)
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
+#: Marker colour of each claim category in :func:`claims_summary_figure`.
+CATEGORY_COLOURS: dict[str, str] = {"held": "tab:green", "not shown": "tab:gray", "not held": "tab:red",
+                                    "undetermined": "tab:orange"}
+
+
+def claims_summary_figure(summary, claims, refs, title: str):
+    """The workbook's summary figure, two panels.
+
+    Left: each row of ``summary`` (columns ``group``, ``row``, ``psnr``, ``ci``: a mean and its 95 %
+    half-width) as a marker with error bar, one colour per group, and each ``{name: PSNR}`` of ``refs`` as
+    a vertical reference line (dotted, then dashed); ``title`` heads the panel. Right: each claim of
+    ``claims`` (columns ``paper``, ``claim``, ``setting``, ``estimate``, ``ci95``, ``category``) as its
+    difference ± half-width (none when NaN), coloured by category (:data:`CATEGORY_COLOURS`), with 0 marked.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 0.28 * max(len(summary), len(claims)) + 2.4),
+                                   gridspec_kw={"width_ratios": [1, 1.15]})
+    ys = np.arange(len(summary))[::-1]
+    groups = list(dict.fromkeys(summary.group))
+    pal = dict(zip(groups, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for g in groups:
+        sel = summary.group == g
+        ax0.errorbar(summary.psnr[sel], ys[sel.values], xerr=summary.ci[sel].fillna(0), fmt="o", capsize=2, color=pal[g], label=g)
+    for (name, v), ls in zip(refs.items(), (":", "--")):
+        ax0.axvline(v, color="black", lw=0.8, ls=ls, label=name)
+    ax0.set_yticks(ys, [f"{g.split()[0]} · {r}" for g, r in zip(summary.group, summary.row)], fontsize=7)
+    ax0.set_xlabel("PSNR (dB), SOTS-indoor test")
+    ax0.set_title(title, fontsize=10)
+    ax0.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
+    yc = np.arange(len(claims))[::-1]
+    for i, r in claims.reset_index(drop=True).iterrows():
+        ax1.errorbar(r.estimate, yc[i], xerr=0 if np.isnan(r.ci95) else r.ci95, fmt="o", capsize=2,
+                     color=CATEGORY_COLOURS[r.category])
+    ax1.axvline(0, color="black", lw=0.8)
+    labels = [p.split()[0] + (f" [{s.split(';')[0]}]" if p.startswith("IICL") else "") + f" · {c}"
+              for p, c, s in zip(claims.paper, claims.claim, claims.setting.fillna(""))]
+    ax1.set_yticks(yc, [lab if len(lab) < 72 else lab[:69] + "…" for lab in labels], fontsize=7)
+    ax1.yaxis.tick_right()
+    ax1.set_xlabel("PSNR difference in the claimed direction (dB)")
+    ax1.set_title("PSNR claims: paired-by-seed difference ± 95% CI", fontsize=10)
+    for cat, c in CATEGORY_COLOURS.items():
+        ax1.plot([], [], "o", color=c, label=cat)
+    ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4)
+    fig.tight_layout()
+    return fig

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Notebook", "start", "vgg_sentence", "md_number", "held_summary", "held_summary_long"]
+__all__ = ["Notebook", "start", "parameters", "prepare", "vgg_sentence", "md_number", "held_summary", "held_summary_long"]
 
 
 def held_summary_long(long, vgg: str | None = None) -> str:
@@ -165,28 +165,46 @@ class Notebook:
         return self.out / "config.json"
 
 
+def parameters(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The names of notebook ``name``'s parameters cell (:func:`dehazelab.runs.grids.notebook_defaults`) with
+    their values read from ``params`` (the notebook's ``globals()``, as papermill set them), in the cell's
+    order; a name missing from ``params`` is a ``ValueError`` naming it."""
+    from .runs.grids import notebook_defaults
+
+    declared = notebook_defaults(name)
+    missing = [k for k in declared if k not in params]
+    if missing:
+        raise ValueError(f"{name}: parameter(s) {missing} of its parameters cell are not given")
+    return {k: params[k] for k in declared}  # from globals(): the parameters cell's names only
+
+
+def prepare(name: str, params: Mapping[str, Any], seed: int) -> Path:
+    """Seed python/numpy/torch with ``seed`` at ``params["threads"]`` threads (default 1), apply the plot
+    style, and create the output folder ``<results>/<params["out_dir"] or "<size>/<name>">``, returned."""
+    from . import paths, plotting, repro
+
+    repro.seed_everything(int(seed), threads=int(params.get("threads", 1)))
+    plotting.setup()
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
+    out = paths.results_dir() / (params.get("out_dir") or f"{params['size']}/{name}")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def start(name: str, params: Mapping[str, Any]) -> Notebook:
     """Set up notebook ``name`` from its parameters: seed python/numpy/torch with the first seed at
     ``params["threads"]`` threads, the plot style, ``<results>/<out_dir or size/name>/``, the device
     (CUDA when present), and — for a notebook that trains — its grid of runs and their test images."""
     import torch
 
-    from . import paths, plotting, repro
-    from .runs.grids import GRIDS, grid, notebook_defaults
+    from . import repro
+    from .runs.grids import GRIDS, grid
 
-    declared = notebook_defaults(name)
-    missing = [k for k in declared if k not in params]
-    if missing:
-        raise ValueError(f"{name}: parameter(s) {missing} of its parameters cell are not given")
-    params = {k: params[k] for k in declared}  # from globals(): the parameters cell's names only
+    params = parameters(name, params)
     seeds = [int(s) for s in params.get("seeds", [params.get("seed", 0)])]
     if not seeds:
         raise ValueError(f"{name}: seeds is empty")
-    repro.seed_everything(seeds[0], threads=int(params.get("threads", 1)))
-    plotting.setup()
-    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
-    out = paths.results_dir() / (params.get("out_dir") or f"{params['size']}/{name}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare(name, params, seeds[0])
     device = repro.pick_device("auto")
     versions = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
                 "threads": torch.get_num_threads()}

@@ -43,64 +43,19 @@ nh_max_pairs = 1  # NH-HAZE pairs to evaluate (the folder holds 51-53)
 real_max_images = 4  # real hazy photographs to dehaze for the qualitative grid
 
 # %%
-import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
-import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from dehazelab import io, papers, paths, plotting, repro
-from dehazelab import metrics as M
-from dehazelab.data import haze, layouts, synthetic
-from dehazelab.data.images import read_image
-from dehazelab.models.dcp import dehaze_dcp
+from dehazelab import baselines, io, plotting
+from dehazelab.data import haze
+from dehazelab.models.dcp import dark_channel, dehaze_dcp
 
-
-@dataclass
-class RunConfig:
-    """The resolved configuration of this run, written beside its results."""
-
-    size: str
-    seed: int
-    threads: int
-    out_dir: str
-    sots_test_scenes: list
-    sots_levels: list
-    nh_max_pairs: int
-    real_max_images: int
-    data_root: str | None = None
-    data_used: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
-
-
-cfg = RunConfig(
-    size=size,
-    seed=int(seed),
-    threads=int(threads),
-    out_dir=out_dir or f"{size}/00_data_baselines",
-    sots_test_scenes=[int(s) for s in sots_test_scenes],
-    sots_levels=[int(v) for v in sots_levels],
-    nh_max_pairs=int(nh_max_pairs),
-    real_max_images=int(real_max_images),
-)
-assert cfg.size in {"smoke", "small", "full"}, cfg.size
-assert len(cfg.sots_test_scenes) == 2 and cfg.sots_test_scenes[0] <= cfg.sots_test_scenes[1]
-repro.seed_everything(cfg.seed, threads=cfg.threads)
-plotting.setup()
-OUT = paths.results_dir() / cfg.out_dir
-OUT.mkdir(parents=True, exist_ok=True)
-DATA = paths.data_root()
-cfg.data_root = str(DATA) if DATA else None
-cfg.versions = {
-    "python": platform.python_version(),
-    "torch": torch.__version__,
-    "numpy": np.__version__,
-    "threads": torch.get_num_threads(),
-}
+# seed and threads, plot style, output folder, data root and versions (recorded in cfg -> config.json)
+cfg, OUT, DATA = baselines.start(globals())
 print(f"results -> {OUT}\nbenchmark data -> {DATA or 'none found: using synthetic haze on scikit-image images'}")
 
 # %% [markdown]
@@ -123,13 +78,8 @@ print(f"results -> {OUT}\nbenchmark data -> {DATA or 'none found: using syntheti
 J_moto, depth_moto = haze.motorcycle_depth()
 betas = [0.6, 1.2, 1.8]
 A_moto = 0.85
-hazy_moto = [haze.synthesize(J_moto, depth_moto, beta=b, A=A_moto) for b in betas]
-fig = plotting.image_grid(
-    [[J_moto, depth_moto, hazy_moto[1][1], hazy_moto[1][0]], [h for h, _ in hazy_moto]],
-    col_titles=["clear J", "depth d (normalised)", f"t, beta={betas[1]}", f"hazy I, beta={betas[1]}, A={A_moto}"],
-    row_titles=["model", "beta = " + ", ".join(map(str, betas))],
-    cmap="magma",
-)
+hazy_moto = [haze.synthesize(J_moto, depth_moto, beta=b, A=A_moto) for b in betas]  # (I, t) for each beta
+fig = baselines.scattering_figure(J_moto, depth_moto, hazy_moto, betas, A_moto)
 plotting.savefig(fig, OUT / "fig_scattering_model.png")
 plt.show()
 
@@ -154,33 +104,8 @@ assert np.abs(J_back - J_moto).max() < 1e-4
 # records that in every result.
 
 # %%
-if DATA is not None and (DATA / "sots-indoor").is_dir():
-    all_sots = layouts.find_pairs(DATA / "sots-indoor")
-    lo, hi = cfg.sots_test_scenes
-    test_pairs = [
-        p for p in all_sots if lo <= int(p.scene) <= hi and int(p.level) in set(cfg.sots_levels)
-    ]
-    cfg.data_used["sots"] = {
-        "source": "sots-indoor",
-        "layout": layouts.detect_layout(DATA / "sots-indoor"),
-        "scenes": [lo, hi],
-        "levels": cfg.sots_levels,
-        "n_images": len(test_pairs),
-    }
-    sots_items = []
-    for p in test_pairs:
-        hz, cl = layouts.load_pair(p)
-        sots_items.append({"name": p.hazy.name, "scene": p.scene, "level": p.level, "hazy": hz, "clear": cl})
-    print(f"SOTS-indoor: {len(all_sots)} pairs on disk, {len(sots_items)} in this run's test split")
-else:
-    syn = synthetic.synthetic_pairs(seed=cfg.seed)
-    sots_items = [
-        {"name": f"{s['scene']}_{s['level']}", "scene": s["scene"], "level": s["level"], "hazy": s["hazy"], "clear": s["clear"]}
-        for s in syn
-        if s["split"] == "test"
-    ]
-    cfg.data_used["sots"] = {"source": "synthetic-skimage", "n_images": len(sots_items)}
-    print(f"no SOTS-indoor folder: {len(sots_items)} synthetic test pairs")
+# the scene-disjoint test split of SOTS-indoor (or the synthetic test scenes without benchmark data)
+sots_items, cfg.data_used["sots"] = baselines.sots_test_items(DATA, cfg.sots_test_scenes, cfg.sots_levels, cfg.seed)
 assert sots_items, "no test images"
 
 # %% [markdown]
@@ -207,14 +132,8 @@ assert t_est.shape == item["hazy"].shape[:2] and np.isfinite(t_est).all()
 # they are for looking, and every later notebook shows its model on them.
 
 # %%
-real_files = []
-if DATA is not None and (DATA / "real-hazy").is_dir():
-    for sub in ("fattal", "rtts-style", "classic"):
-        folder = DATA / "real-hazy" / sub
-        if folder.is_dir():
-            real_files += [p for p in layouts.find_pairs(folder)]
-real_files = [p.hazy for p in real_files][:: max(1, len(real_files) // max(1, cfg.real_max_images))][: cfg.real_max_images]
-cfg.data_used["real"] = [str(p.relative_to(DATA)) for p in real_files] if real_files else []
+real_files = baselines.real_photo_files(DATA, cfg.real_max_images)
+cfg.data_used["real"] = [str(p.relative_to(DATA)) for p in real_files]
 print(f"{len(real_files)} real hazy photos selected")
 
 # %% [markdown]
@@ -225,29 +144,11 @@ print(f"{len(real_files)} real hazy photos selected")
 # inherited from FFA-Net, uses an 11×11 Gaussian window ($\sigma=1.5$) with **zero padding**, so the
 # image border (where the padding drags the local means towards 0) counts too. The two conventions
 # give different numbers for the same images; the table below measures the gap on the hazy inputs
-# of our test split (hazy vs clear), so tables from different papers are compared with care.
+# of our test split (hazy vs clear; `baselines.convention_gap`), so tables from different papers are
+# compared with care.
 
 # %%
-rows = []
-for it in sots_items:
-    rows.append(
-        {
-            "image": it["name"],
-            "psnr_skimage": M.psnr(it["hazy"], it["clear"]),
-            "psnr_ffa": M.psnr_ffa(it["hazy"], it["clear"]),
-            "ssim_skimage": M.ssim(it["hazy"], it["clear"]),
-            "ssim_ffa": M.ssim_ffa(it["hazy"], it["clear"]),
-        }
-    )
-conv = pd.DataFrame(rows)
-conv_summary = pd.DataFrame(
-    {
-        "quantity": ["PSNR (dB)", "SSIM"],
-        "scikit-image (reported)": [conv.psnr_skimage.mean(), conv.ssim_skimage.mean()],
-        "AECR-Net/FFA code": [conv.psnr_ffa.mean(), conv.ssim_ffa.mean()],
-    }
-)
-conv_summary["difference"] = conv_summary["AECR-Net/FFA code"] - conv_summary["scikit-image (reported)"]
+conv_summary = baselines.convention_gap(sots_items)  # mean over the images, in both conventions
 io.write_table(conv_summary, OUT / "table_ssim_conventions")
 display(conv_summary.round(4))
 
@@ -273,8 +174,6 @@ display(conv_summary.round(4))
 t0 = time.perf_counter()
 J_dcp, t_dcp, A_dcp = dehaze_dcp(item["hazy"])
 print(f"DCP on one {item['hazy'].shape[1]}x{item['hazy'].shape[0]} image: {time.perf_counter() - t0:.2f} s")
-from dehazelab.models.dcp import dark_channel
-
 fig = plotting.image_grid(
     [[item["hazy"], dark_channel(item["hazy"]), t_dcp, J_dcp, item["clear"]]],
     col_titles=["hazy I", "dark channel of I", "refined t", "DCP output J", "ground truth"],
@@ -284,39 +183,13 @@ plotting.savefig(fig, OUT / "fig_dcp_steps.png")
 plt.show()
 
 # %%
-def score(items, tag):
-    """DCP with the paper's settings, and without the guided-filter refinement (an ablation)."""
-    out = []
-    for it in items:
-        for variant, refine in (("DCP (ours)", True), ("DCP, no refinement (ours)", False)):
-            J, _, _ = dehaze_dcp(it["hazy"], refine=refine)
-            out.append(
-                {
-                    "method": variant,
-                    "set": tag,
-                    "image": it["name"],
-                    "psnr_hazy": M.psnr(it["hazy"], it["clear"]),
-                    "ssim_hazy": M.ssim(it["hazy"], it["clear"]),
-                    "psnr": M.psnr(J, it["clear"]),
-                    "ssim": M.ssim(J, it["clear"]),
-                    "psnr_ffa": M.psnr_ffa(J, it["clear"]),
-                    "ssim_ffa": M.ssim_ffa(J, it["clear"]),
-                }
-            )
-    return out
-
-
-per_image = score(sots_items, "SOTS-indoor" if cfg.data_used["sots"]["source"] == "sots-indoor" else "synthetic")
-
-nh_items = []
-if DATA is not None and (DATA / "nh-haze").is_dir():
-    nh_pairs = layouts.find_pairs(DATA / "nh-haze")[: cfg.nh_max_pairs]
-    for p in nh_pairs:
-        hz, cl = layouts.load_pair(p)
-        nh_items.append({"name": p.hazy.name, "hazy": hz, "clear": cl})
-    cfg.data_used["nh-haze"] = {"source": "nh-haze", "pairs": [p.scene for p in nh_pairs]}
-    per_image += score(nh_items, "NH-HAZE")
-per_image = pd.DataFrame(per_image)
+# DCP with the paper's settings, and without the guided-filter refinement (an ablation), on every image
+sets = {"SOTS-indoor" if cfg.data_used["sots"]["source"] == "sots-indoor" else "synthetic": sots_items}
+nh_items, nh_used = baselines.nh_haze_items(DATA, cfg.nh_max_pairs)
+if nh_used is not None:
+    cfg.data_used["nh-haze"] = nh_used
+    sets["NH-HAZE"] = nh_items
+per_image = baselines.score_dcp(sets)
 io.write_table(per_image, OUT / "per_image_dcp")
 per_image.groupby(["set", "method"], sort=False)[["psnr_hazy", "psnr", "ssim", "psnr_ffa", "ssim_ffa"]].mean().round(4)
 
@@ -325,43 +198,12 @@ per_image.groupby(["set", "method"], sort=False)[["psnr_hazy", "psnr", "ssim", "
 # Our measurement beside the row the CR paper prints (**quoted**, not measured here). The paper
 # tests on all 500 SOTS-indoor images and NH-HAZE 51–55; we use the scene-disjoint test split and
 # the NH-HAZE pairs available, so the image sets differ. Means come with a 95 % bootstrap interval
-# over images (DCP has no training seed).
+# over images (DCP has no training seed; `baselines.dcp_table`, `baselines.bootstrap_half_width`).
 
 # %%
 # CR paper (Wu et al., CVPR'21) Table 1, DCP row — quoted from dehazelab/papers.json (docs/methods.md §1.8)
-_dcp_row = papers.quoted("cr-table1")["DCP"]
-PAPER_DCP = {s: (_dcp_row[f"{s} PSNR"], _dcp_row[f"{s} SSIM"]) for s in ("SOTS-indoor", "NH-HAZE")}
-
-
-def bootstrap_ci(x, n_boot=2000, seed=0):
-    x = np.asarray(x, dtype=float)
-    if len(x) < 2:
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(x, size=(n_boot, len(x)), replace=True).mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float((hi - lo) / 2)
-
-
-table_rows = []
-for (set_name, method), grp in per_image.groupby(["set", "method"], sort=False):
-    paper = PAPER_DCP.get(set_name) if method == "DCP (ours)" else None
-    table_rows.append(
-        {
-            "method": method,
-            "test set": set_name,
-            "n images": len(grp),
-            "PSNR": grp.psnr.mean(),
-            "PSNR ±95%": bootstrap_ci(grp.psnr),
-            "SSIM": grp.ssim.mean(),
-            "SSIM ±95%": bootstrap_ci(grp.ssim),
-            "SSIM (FFA conv.)": grp.ssim_ffa.mean(),
-            "hazy input PSNR": grp.psnr_hazy.mean(),
-            "paper PSNR (quoted)": paper[0] if paper else np.nan,
-            "paper SSIM (quoted)": paper[1] if paper else np.nan,
-        }
-    )
-table1 = pd.DataFrame(table_rows)
+PAPER_DCP = baselines.quoted_dcp()
+table1 = baselines.dcp_table(per_image, PAPER_DCP)  # means, ± bootstrap_half_width over images, paper beside
 io.write_table(table1, OUT / "table1_dcp")
 display(table1.round(4))
 
@@ -376,15 +218,7 @@ display(table1.round(4))
 # printed below are computed from this run, not written by hand.
 
 # %%
-for r in table1.to_dict("records"):
-    if r["method"] != "DCP (ours)":
-        continue
-    line = (f"{r['test set']}: ours {r['PSNR']:.2f} dB / {r['SSIM']:.4f} on {r['n images']} images "
-            f"(hazy input {r['hazy input PSNR']:.2f} dB)")
-    if not np.isnan(r["paper PSNR (quoted)"]):
-        line += (f"; paper (quoted) {r['paper PSNR (quoted)']:.2f} dB / {r['paper SSIM (quoted)']:.4f}, "
-                 f"gap {r['PSNR'] - r['paper PSNR (quoted)']:+.2f} dB / {r['SSIM'] - r['paper SSIM (quoted)']:+.4f}")
-    print(line)
+print("\n".join(baselines.gap_lines(table1)))
 
 # %% [markdown]
 # ### DCP on real hazy photographs
@@ -392,22 +226,9 @@ for r in table1.to_dict("records"):
 # by the guided filter), over-saturated far regions and bright objects mistaken for haze.
 
 # %%
-if real_files:
-    real_rows = []
-    for f in real_files:
-        img = read_image(f)
-        J, _, _ = dehaze_dcp(img)
-        real_rows.append([img, J])
-    fig = plotting.image_grid(
-        [list(r) for r in zip(*real_rows)], row_titles=["hazy photo", "DCP"], col_titles=[f.stem for f in real_files]
-    )
-else:
-    # the figure is one of the pipeline's outputs: say plainly why it holds no photographs
+if not real_files:  # the figure is one of the pipeline's outputs: it says plainly why it holds no photographs
     print("no real hazy photos available (no benchmark data folder)")
-    fig, ax = plt.subplots(figsize=(7, 1.2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, "No real hazy photographs: no benchmark data folder with real-hazy/\n"
-            "(set DEHAZELAB_DATA, see the README). Nothing was dehazed here.", ha="center", va="center")
+fig = baselines.dcp_real_figure(real_files)
 plotting.savefig(fig, OUT / "fig_dcp_real.png")
 plt.show()
 
@@ -417,18 +238,7 @@ plt.show()
 # `config.json` with the resolved configuration and which data were used.
 
 # %%
-metrics = {
-    "notebook": "00_data_baselines",
-    "size": cfg.size,
-    "data": cfg.data_used,
-    "dcp": {
-        r["test set"] + ("" if r["method"] == "DCP (ours)" else " / no refinement"): {"psnr": r["PSNR"], "psnr_ci95": r["PSNR ±95%"], "ssim": r["SSIM"], "ssim_ci95": r["SSIM ±95%"],
-                        "ssim_ffa": r["SSIM (FFA conv.)"], "psnr_hazy": r["hazy input PSNR"], "n": r["n images"]}
-        for r in table1.to_dict("records")
-    },
-    "paper_quoted": {"CR Table 1, DCP": PAPER_DCP},
-    "ssim_conventions": conv_summary.set_index("quantity").to_dict("index"),
-}
+metrics = baselines.metrics(cfg, table1, PAPER_DCP, conv_summary)
 io.write_json(OUT / "config.json", asdict(cfg))
 io.write_json(OUT / "metrics.json", metrics)
 print(sorted(p.name for p in OUT.iterdir()))

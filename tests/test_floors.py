@@ -58,3 +58,16 @@ def test_quality_rows_use_the_tables_own_reference_rows():
     assert [r["met"] for r in no_ref] == ["n/a", "n/a"] and no_ref[0]["hazy PSNR / SSIM / ΔE"] == "— (no hazy-input row)"
     low = quality_rows("01_z", df[df.row != "hazy input"].replace({"PSNR": {21.5: 20.5}}), "row", {"X": ("X", "headline")})
     assert low[0]["met"] == "not met"  # a part that can be judged fails: not met, whatever is unknown
+
+
+def test_met_sentence_counts_and_names_the_models_that_miss():
+    import pandas as pd
+
+    from dehazelab.floors import met_sentence
+
+    q = pd.DataFrame({"model": ["A", "B", "C"], "met": ["met", "not met", "n/a"], "why not": ["", "PSNR low", "not recorded: ΔE"]})
+    assert met_sentence(q) == ("**1 of 3 trained models meet their floor**; not met: B (PSNR low); "
+                               "C (not recorded: ΔE).")
+    assert met_sentence(q.iloc[:1]) == "**1 of 1 trained models meet their floor**."
+    with pytest.raises(KeyError, match="why not"):
+        met_sentence(q.drop(columns="why not"))

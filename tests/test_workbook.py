@@ -120,3 +120,23 @@ def test_shown_psnr_scores_each_cell_against_the_rows_ground_truth():
     assert text.split("\n") == [f"* a: hazy {M.psnr(off, gt):.1f} dB, net inf dB",
                                  "* b, mean brightness: hazy 0.60, net 0.50"]  # no ground truth: brightness
     assert plotting.shown_psnr([], [], ["hazy"]) == "(no images shown)"
+
+
+def test_parameters_are_the_cells_names_in_order_and_a_missing_one_is_named():
+    declared = notebook_defaults("90_tables_figures")
+    got = workbook.parameters("90_tables_figures", {**declared, "read_size": "smoke", "R": object()})
+    assert list(got) == list(declared) and got["read_size"] == "smoke"
+    with pytest.raises(ValueError, match="read_root"):
+        workbook.parameters("90_tables_figures", {k: v for k, v in declared.items() if k != "read_root"})
+
+
+def test_prepare_seeds_and_makes_the_output_folder(offline):
+    import random
+
+    out = workbook.prepare("00_data_baselines", {"size": "small", "out_dir": "", "threads": 1}, seed=5)
+    assert out == offline / "small" / "00_data_baselines" and out.is_dir()
+    assert torch.initial_seed() == 5 and torch.get_num_threads() == 1
+    first = random.random()
+    workbook.prepare("00_data_baselines", {"size": "small", "out_dir": "elsewhere/x"}, seed=5)
+    assert random.random() == first  # the same seed, the same stream
+    assert (offline / "elsewhere" / "x").is_dir()
