@@ -5,7 +5,8 @@ CIEDE2000) at every evaluation. :func:`learning_curve` turns its ``history.csv``
 evaluation with the training minutes spent up to it (the summed per-step times of the logged windows;
 evaluation time is not counted; a staged run's PRM warm-up time is added in front).
 :func:`plot_learning_curves` draws several variants (mean over seeds, min–max band) with reference
-lines such as the hazy input and the dark channel prior.
+lines such as the hazy input and the dark channel prior. :func:`plot_losses` draws the training losses
+a run logged, one panel per run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["learning_curve", "training_minutes", "plot_learning_curves", "continued", "describe", "CURVE_METRICS"]
+__all__ = ["learning_curve", "training_minutes", "plot_learning_curves", "continued", "describe", "plot_losses",
+           "CURVE_METRICS"]
 
 #: (column, axis label) of the three quality measures, in plotting order.
 CURVE_METRICS = (("psnr", "PSNR (dB) ↑"), ("ssim", "SSIM ↑"), ("delta_e", "colour error ΔE2000 ↓"))
@@ -131,3 +133,33 @@ def describe(curves: Mapping[str, Sequence[pd.DataFrame]], refs: Mapping[str, Ma
             text += f"; {last['psnr'] - ref['psnr']:+.2f} dB / SSIM {last['ssim'] - ref['ssim']:+.3f} vs {rname}"
         out.append(text + ".")
     return "\n".join(out)
+
+
+def plot_losses(histories: Mapping[str, pd.DataFrame], columns: Mapping[str, Sequence[str]],
+                chance: Mapping[str, float] | None = None, chance_label: str = "NCE at chance",
+                figsize: tuple[float, float] | None = None):
+    """One panel per run of ``histories`` (title -> the run's ``history.csv``, with a ``step`` column): the
+    loss columns ``columns[title]`` against the iteration on a log scale (ticks at 1, 2 and 5 per decade),
+    each labelled without its ``loss_`` prefix; a column the history does not have (e.g. an identity term
+    of weight 0, never logged) is left out. ``chance[title]``: a dotted grey line (``chance_label``), e.g.
+    PatchNCE at chance, λ·log(num_patches). Legends sit below the panels. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if missing := sorted(set(histories) - set(columns)):
+        raise KeyError(f"plot_losses: no loss columns given for {missing}")
+    if unknown := sorted(set(chance or {}) - set(histories)):
+        raise KeyError(f"plot_losses: chance lines for {unknown}, which have no history")
+    n = len(histories)
+    fig, axes = plt.subplots(1, n, figsize=figsize or (13 / 3 * n, 3.8), squeeze=False)
+    for a, (title, h) in zip(axes[0], histories.items()):
+        for c in [c for c in columns[title] if c in h]:
+            a.plot(h.step, h[c], label=c.removeprefix("loss_"))
+        a.set(title=title, xlabel="iteration", yscale="log")
+        a.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        a.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        a.yaxis.set_minor_formatter(NullFormatter())
+        if title in (chance or {}):
+            a.axhline(chance[title], color="gray", ls=":", lw=1, label=chance_label)
+        a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    return fig

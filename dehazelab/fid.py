@@ -24,13 +24,16 @@ PNG of them would be.
 
 FID from a handful of images (fewer than the 2,048 feature dimensions) rests on rank-deficient
 covariances: such numbers compare rows scored on the same images, never with published FIDs.
+
+:func:`dehazer_fids` scores a notebook's dehazers this way: their outputs on the test images (and the hazy
+inputs themselves) against one clear image per test scene, the target domain.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -39,7 +42,7 @@ import torch.nn as nn
 from .weightfiles import DOWNLOAD_ENV, downloads_allowed, named_file
 
 __all__ = ["FIDScorer", "inception_url", "inception_file_name", "find_inception_weights",
-           "download_inception_weights", "INCEPTION_ENV", "MIN_IMAGES"]
+           "download_inception_weights", "dehazer_fids", "INCEPTION_ENV", "MIN_IMAGES"]
 
 INCEPTION_ENV = "DEHAZELAB_INCEPTION"
 #: torchmetrics needs at least two images per side to estimate a covariance
@@ -215,3 +218,28 @@ class FIDScorer:
             for im in fake_:
                 self.metric.update(im.to(self.device), real=False)
             return float(self.metric.compute())
+
+
+def dehazer_fids(scorer: FIDScorer, dehazers: Mapping[str, nn.Module], test_set, scenes: Sequence,
+                 device: str | torch.device | None = None, hazy_label: str | None = "hazy input") -> dict[str, float]:
+    """FID of each dehazer's outputs on every image of ``test_set`` (items with ``hazy`` and ``clear``
+    ``3xHxW`` tensors in [0, 1]; ``scenes[i]`` the scene of item ``i``) against the target domain: one clear
+    image per scene (the last item of the scene; scenes in the order met). ``{label: FID}`` in the order of
+    ``dehazers``, then — unless ``hazy_label`` is ``None`` — the hazy inputs themselves under ``hazy_label``.
+    Outputs are computed on ``device`` (default: the scorer's) without gradients and clamped to [0, 1].
+    Raises ``ValueError`` (from :meth:`FIDScorer.score`) when a side has fewer than :data:`MIN_IMAGES`
+    images, e.g. a single test scene."""
+    n = len(test_set)
+    if len(scenes) != n:
+        raise ValueError(f"dehazer_fids: {len(scenes)} scenes for {n} test images")
+    device = scorer.device if device is None else device
+    last_of_scene = {s: i for i, s in enumerate(scenes)}
+    real = [test_set[i]["clear"] for i in last_of_scene.values()]
+    out = {}
+    for label, dehaze in dehazers.items():
+        with torch.no_grad():
+            fakes = [dehaze(test_set[i]["hazy"][None].to(device)).clamp(0, 1)[0].cpu() for i in range(n)]
+        out[label] = scorer.score(real, fakes)
+    if hazy_label is not None:
+        out[hazy_label] = scorer.score(real, [test_set[i]["hazy"] for i in range(n)])
+    return out

@@ -87,45 +87,30 @@ inception_weights = "auto"  # FID: "auto" (hub cache, else download), a path to 
 # %%
 import math
 import time
-import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from dehazelab import curves as dcurves, io, papers, paths, plotting, workbook
-from dehazelab import patchnce_figures as PF
-from dehazelab.models.dcp import dehaze_dcp
-from dehazelab.cost import OFFICIAL_KWARGS, cost_jobs, cost_table, measure_costs
-from dehazelab import stats as dstats
-from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
-from dehazelab.fid import FIDScorer
-from dehazelab.inference import export_weights, load_model
+from dehazelab import (cost, curves as dcurves, cut_results, fid as dfid, inference, io, methods, notebook_metrics,
+                       papers, paths, patchnce_figures as PF, perf, plotting, qualitative, runs as druns,
+                       stats as dstats, unpaired_runs, workbook)
 from dehazelab.losses.patchnce import patchnce_loss
-from dehazelab.methods import build_method
-from dehazelab.perf import fp32_peak, official_order_note, official_order_table, performance_table
-from dehazelab.models.projection_head import l2_normalize
-from dehazelab.runs import runs_dir
+from dehazelab.models import dcp, projection_head
 from dehazelab.train.paired import evaluate
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
-
-METHODS = ("cut", "fastcut", "cyclegan")
-LABEL = {"cut": "CUT", "fastcut": "FastCUT", "cyclegan": "CycleGAN"}
 
 # %% [markdown]
 # The set-up: seeds and threads, plot style, output folder and device (`dehazelab.workbook.start`),
-# and the unpaired training split — no scene appears on both sides.
+# the three methods, and the unpaired training split — no scene appears on both sides.
 
 # %%
 # seeds and threads, plot style, output folder, device; the grid of runs (dehazelab/runs/grids.py), the
 # test images they are scored on, and their unpaired training split (dehazelab.data.selection.scene_halves:
 # hazy images of the first half of the training scenes, one clear image per scene of the second half)
 nb = workbook.start("02_cut_fastcut", globals())
+METHODS, LABEL = ("cut", "fastcut", "cyclegan"), {"cut": "CUT", "fastcut": "FastCUT", "cyclegan": "CycleGAN"}
 OUT, device, seeds, test_pairs, test_set = nb.out, nb.device, nb.seeds, nb.test_pairs, nb.test_set
 hazy_items, clear_items, tr = nb.hazy_items, nb.clear_items, nb.data_used["train"]
 assert steps >= 2 and crop % 4 == 0 and n_blocks >= 5 and cost_iters >= 1 and decay_data in ("keep", "resize")
@@ -197,6 +182,7 @@ plt.show()
 # direct implementation of the formula in `tests/test_patchnce.py`):
 
 # %%
+l2_normalize = projection_head.l2_normalize  # each vector scaled to length 1
 g = torch.Generator().manual_seed(1)
 P, C = 64, 32
 keys = l2_normalize(torch.randn(1, P, C, generator=g))
@@ -237,21 +223,18 @@ assert nce_demo.PatchNCE[1] < nce_demo.PatchNCE[0]
 # results/runs/<size>/<id>/ when it has finished there and trained here, in the kernel, otherwise.
 t_all = time.perf_counter()
 run_grid = nb.runs()
-print(f"{len(run_grid)} runs from {runs_dir(size)} ({time.perf_counter() - t_all:.0f} s in this kernel)")
+print(f"{len(run_grid)} runs from {druns.runs_dir(size)} ({time.perf_counter() - t_all:.0f} s in this kernel)")
 # one row per run; s_per_iter: the median seconds per train_step over the logged windows (the warm-up
 # window left out when there are several) — a median, so a burst of background load does not move it
-runs = run_grid.table().rename(columns={"variant": "method", "sec_per_step": "s_per_iter", "params": "params_G"})
-runs["params_all"] = [sum(r.summary["params"].values()) for _, r in run_grid]
-runs = runs[["method", "seed", "psnr", "ssim", "delta_e", "n_test", "s_per_iter", "train_s", "params_G", "params_all", "run"]]
+runs = unpaired_runs.runs_table(run_grid)
 histories = {(g.variant, g.seed): r.history for g, r in run_grid}
 methods_seed0 = {name: run_grid.first(name).method(device) for name in METHODS}
 # what the first seed's runs were built with (the later cells rebuild and time the same networks)
-first = [g for g, _ in run_grid if g.keep]
-method_kwargs = {g.variant: {k: v for k, v in g.spec["method_kwargs"].items() if k != "seed"} for g in first}
-schedule = {g.variant: {k: g.spec["train"][k] for k in ("n_steps", "n_steps_decay")} for g in first}
+method_kwargs, schedule = unpaired_runs.first_seed_settings(run_grid)
 
 # %% [markdown]
-# Each run's scores and training speed go to `runs_per_seed` (one row per run, with its folder).
+# Each run's scores and training speed go to `runs_per_seed` (one row per run, with its folder;
+# `dehazelab.unpaired_runs.runs_table`).
 
 # %%
 io.write_table(runs, OUT / "runs_per_seed")
@@ -263,12 +246,11 @@ nb.write_config(method_kwargs=method_kwargs, schedule=schedule)
 
 # %%
 hazy_ref = evaluate(torch.nn.Identity(), test_set, device)
-refs = {"hazy input": nb.scores(lambda im: im), "DCP": nb.scores(lambda im: dehaze_dcp(im)[0])}
+refs = {"hazy input": nb.scores(lambda im: im), "DCP": nb.scores(lambda im: dcp.dehaze_dcp(im)[0])}
 print(f"hazy input (no dehazing): PSNR {hazy_ref['psnr']:.2f} SSIM {hazy_ref['ssim']:.4f}; "
       f"DCP {refs['DCP']['psnr']:.2f} / {refs['DCP']['ssim']:.4f}")
 assert np.isfinite(runs.psnr).all() and (runs.n_test == len(test_pairs)).all()
-for _, r in run_grid:  # the runs were scored on exactly the test images this notebook shows
-    assert r.per_image["name"].astype(str).tolist() == [p.name for p in test_pairs], r.id
+unpaired_runs.check_scored_on(run_grid, test_pairs)  # on exactly the test images this notebook shows
 assert len(runs) == len(METHODS) * len(seeds)
 
 # %% [markdown]
@@ -292,22 +274,12 @@ display(Markdown(dcurves.describe(curves, refs)))
 # times their weights (the settings table; officially 10 and 5).
 
 # %%
-fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
 s0 = int(seeds[0])
-for a, name in zip(ax, METHODS):
-    h = histories[(name, s0)]
-    cols = {"cut": ["loss_G_GAN", "loss_D", "loss_NCE", "loss_NCE_Y"], "fastcut": ["loss_G_GAN", "loss_D", "loss_NCE"],
-            "cyclegan": ["loss_G_A", "loss_D_A", "loss_cycle_A", "loss_idt_A"]}[name]
-    for c in [c for c in cols if c in h]:  # no identity term when its weight is 0
-        a.plot(h.step, h[c], label=c.removeprefix("loss_"))
-    a.set(title=LABEL[name], xlabel="iteration", yscale="log")
-    a.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    a.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    a.yaxis.set_minor_formatter(NullFormatter())
-for a, lam in ((ax[0], 1.0), (ax[1], float(method_kwargs["fastcut"].get("lambda_NCE", 10.0)))):  # λ·log(num_patches)
-    a.axhline(lam * math.log(num_patches), color="gray", ls=":", lw=1, label="NCE at chance")
-for a in ax:
-    a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+losses = {"CUT": ["loss_G_GAN", "loss_D", "loss_NCE", "loss_NCE_Y"], "FastCUT": ["loss_G_GAN", "loss_D", "loss_NCE"],
+          "CycleGAN": ["loss_G_A", "loss_D_A", "loss_cycle_A", "loss_idt_A"]}  # idt_A: not logged at weight 0
+chance = {"CUT": 1.0 * math.log(num_patches),  # λ_NCE · log(num_patches)
+          "FastCUT": float(method_kwargs["fastcut"].get("lambda_NCE", 10.0)) * math.log(num_patches)}
+fig = dcurves.plot_losses({LABEL[m]: histories[(m, s0)] for m in METHODS}, losses, chance, "NCE at chance")
 plotting.savefig(fig, OUT / "fig_losses.png")
 plt.show()
 
@@ -329,7 +301,7 @@ plt.show()
 
 # %%
 trained_cut = methods_seed0["cut"]
-init_cut = build_method("cut", seed=s0, **method_kwargs["cut"])  # the same seed's initial weights
+init_cut = methods.build_method("cut", seed=s0, **method_kwargs["cut"])  # the same seed's initial weights
 rows = [("before training", *PF.query_maps(init_cut, demo_hazy)), ("after training", *PF.query_maps(trained_cut, demo_hazy))]
 fig, sim_df = PF.similarity_figure(demo_hazy, rows)
 plotting.savefig(fig, OUT / "fig_patchnce_similarity.png")
@@ -346,16 +318,10 @@ assert np.isfinite(sim_df.select_dtypes("number").to_numpy()).all()
 # %%
 dehazers = {name: methods_seed0[name].dehazer().eval() for name in METHODS}
 samples = nb.shown_pairs(3)  # (hazy, clear, "scene, haze level") of 3 different scenes
-real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, real_max_images, real_max_side)
-nb.data_used["real"] = [name for name, _ in real]
+real, nb.data_used["real"] = qualitative.real_photo_rows(paths.data_root(), real_max_images, real_max_side)
 if not real:
     print("no real hazy photographs found (no data folder or no real-hazy/ in it): showing SOTS test images only")
-samples += [(img, None, Path(name).stem) for name, img in real]
-grid, row_titles = [], []
-with torch.no_grad():
-    for hz, cl, nm in samples:
-        grid.append([hz] + [dehazers[n](hz[None]).clamp(0, 1)[0] for n in METHODS] + [cl])
-        row_titles.append(nm)
+grid, row_titles = qualitative.dehazed_rows(samples + real, dehazers, device)  # hazy | each method | ground truth
 fig = plotting.image_grid(grid, row_titles=row_titles, col_titles=["hazy"] + [LABEL[n] for n in METHODS] + ["ground truth"])
 plotting.savefig(fig, OUT / "fig_qualitative.png")
 plt.show()
@@ -388,15 +354,15 @@ display(Markdown(plotting.shown_psnr(grid, row_titles, ["hazy"] + [LABEL[n] for 
 # launches the measurements from a small helper Python process, whose spawned children start clean.
 
 # %%
-OFFICIAL_KW = OFFICIAL_KWARGS  # ResNet-9, ngf 64, ndf 64, 256 patches (dehazelab.cost)
-jobs = cost_jobs("this notebook", method_kwargs, crop=crop, n_iter=cost_iters, warmup=2, threads=threads,
-                 device=device)
+OFFICIAL_KW = cost.OFFICIAL_KWARGS  # ResNet-9, ngf 64, ndf 64, 256 patches (dehazelab.cost)
+jobs = cost.cost_jobs("this notebook", method_kwargs, crop=crop, n_iter=cost_iters, warmup=2, threads=threads,
+                      device=device)
 if perf_official:  # repeated, the three methods interleaved, so a drift in background load hits all of them
     for rep_ in range(official_repeats):
-        jobs += [dict(j, repeat=rep_) for j in cost_jobs("official (ResNet-9, ngf 64, 128²)", OFFICIAL_KW, crop=128,
-                                                          n_iter=2, warmup=1, threads=threads, device=device)]
-costs = measure_costs(jobs)  # each in a fresh process, launched from a clean helper (dehazelab.cost)
-cost_repeats = cost_table(jobs, costs)
+        jobs += [dict(j, repeat=rep_) for j in cost.cost_jobs("official (ResNet-9, ngf 64, 128²)", OFFICIAL_KW,
+                                                               crop=128, n_iter=2, warmup=1, threads=threads, device=device)]
+costs = cost.measure_costs(jobs)  # each in a fresh process, launched from a clean helper (dehazelab.cost)
+cost_repeats = cost.cost_table(jobs, costs)
 io.write_table(cost_repeats, OUT / "cost_repeats")
 cost_all = cost_repeats[cost_repeats.repeat == 0].drop(columns="repeat").reset_index(drop=True)
 io.write_table(cost_all, OUT / "cost")
@@ -424,25 +390,12 @@ Q_MEM = f"{PAPER_T1['cut']['Mem GB']:.2f} vs {PAPER_T1['cyclegan']['Mem GB']:.2f
 Q_FAST = f"{PAPER_T1['fastcut']['sec/iter']:.2f} vs {PAPER_T1['cut']['sec/iter']:.2f} s/iter"
 
 # %% [markdown]
-# Our rows: the mean over seeds of each method's quality and training speed, its cost from §3, and the
-# paper's quoted columns beside them; the hazy input closes the table.
+# Our rows: the mean over seeds of each method's quality and training speed (with its 95 % half-width,
+# `dehazelab.stats.seed_summary`), its cost from §3, and the paper's quoted columns beside them; the
+# hazy input and DCP close the table (`dehazelab.cut_results.table1`).
 
 # %%
-mean_ci = dstats.mean_ci  # (mean, 95 % Student-t half-width); dehazelab.stats
-table = []
-for name in METHODS:
-    g_ = runs[runs.method == name]
-    (p, ph), (s_, sh), (t_, th) = mean_ci(g_.psnr), mean_ci(g_.ssim), mean_ci(g_.s_per_iter)
-    c = cost_df.loc[name]
-    table.append({"method": LABEL[name], "seeds": len(g_), "PSNR": p, "PSNR ±95%": ph, "SSIM": s_, "SSIM ±95%": sh,
-                  "ΔE": g_.delta_e.mean(), "ΔE ±95%": mean_ci(g_.delta_e)[1],
-                  "sec/iter": c["sec/iter (median)"], "peak mem MB": c["peak mem above baseline (MB)"],
-                  "train sec/iter": t_, "train sec/iter ±95%": th,
-                  "#params G": int(g_.params_G.iloc[0]), "#params all nets": int(g_.params_all.iloc[0]),
-                  **{f"{k} (quoted)": v for k, v in PAPER_T1[name].items()}})
-for k, v in refs.items():
-    table.append({"method": f"{k} (reference)", "seeds": 0, "PSNR": v["psnr"], "SSIM": v["ssim"], "ΔE": v["delta_e"]})
-cut_table = pd.DataFrame(table)
+cut_table = cut_results.table1(runs, cost_df, refs, _t1, LABEL)  # _t1: the quoted Table 1, by row label
 
 # %% [markdown]
 # ## 5 · FID — whenever the standard Inception weights are available
@@ -453,26 +406,20 @@ cut_table = pd.DataFrame(table)
 # uses. With `inception_weights="auto"` the file is read from the torch hub cache (or
 # `$DEHAZELAB_INCEPTION`) and downloaded there on first use — unless `DEHAZELAB_DOWNLOAD=0`; a path
 # names the file; `"none"` turns FID off. Without the weights the table has no FID column and
-# `metrics.json` records why (`fid`). The target domain is one clear image per test scene. Note that
+# `metrics.json` records why (`fid`). The target domain is one clear image per test scene
+# (`dehazelab.fid.dehazer_fids`; the DCP reference row gets no FID). Note that
 # the paper scored a few hundred images at 256²: an FID of our handful of test images (below 2,048
 # samples the covariances are rank-deficient) is a different number, comparable only between our rows.
 # PSNR/SSIM, which our paired test scenes make possible, remain the quality columns.
 
 # %%
-fid = FIDScorer(inception_weights, device=device)
+fid = dfid.FIDScorer(inception_weights, device=device)
 fid_note = fid.note
 if fid.available:
-    gt_by_scene = {p.scene: i for i, p in enumerate(test_pairs)}
-    real_imgs = [test_set[i]["clear"] for i in gt_by_scene.values()]
-    try:
-        fid_cols = []
-        for name in METHODS:
-            with torch.no_grad():
-                outs = [dehazers[name](test_set[i]["hazy"][None].to(device)).clamp(0, 1)[0].cpu()
-                        for i in range(len(test_set))]
-            fid_cols.append(fid.score(real_imgs, outs))
-        fid_cols.append(fid.score(real_imgs, [test_set[i]["hazy"] for i in range(len(test_set))]))
-        cut_table.insert(6, "FID (Inception, seed 0)", fid_cols)
+    try:  # each seed-0 dehazer's outputs, and the hazy inputs, against one clear image per test scene
+        fids = dfid.dehazer_fids(fid, {LABEL[m]: dehazers[m] for m in METHODS}, test_set,
+                                 [p.scene for p in test_pairs], device, hazy_label="hazy input (reference)")
+        cut_table.insert(6, "FID (Inception, seed 0)", cut_table.method.map(fids))  # DCP: not scored
     except ValueError as exc:  # fewer than two images on a side (the smoke size's test scenes)
         fid_note = f"no FID: {exc}"
 print(fid_note)
@@ -500,10 +447,10 @@ display(cut_table.round(4))
 # against ours (variant `fast`) in this process, interleaved, from the same weights and data.
 
 # %%
-fp32 = fp32_peak()  # {"mm", "conv3x3", "peak"} in FLOP/s
+fp32 = perf.fp32_peak()  # {"mm", "conv3x3", "peak"} in FLOP/s
 peak = fp32["peak"]
-perf_df = performance_table(cost_all, {"this notebook": method_kwargs, "official (ResNet-9, ngf 64, 128²)": OFFICIAL_KW},
-                            peak, LABEL, device=device, threads=threads)
+perf_df = perf.performance_table(cost_all, {"this notebook": method_kwargs, "official (ResNet-9, ngf 64, 128²)": OFFICIAL_KW},
+                                 peak, LABEL, device=device, threads=threads)
 io.write_table(perf_df, OUT / "performance")
 print(f"measured fp32 peak on {torch.get_num_threads()} thread(s): {peak / 1e9:.1f} GFLOP/s "
       f"(2048² matmul {fp32['mm'] / 1e9:.1f}, 3×3 conv {fp32['conv3x3'] / 1e9:.1f})")
@@ -518,10 +465,10 @@ assert (perf_df["GFLOP/iter"] > 0).all() and (perf_df["s/iter"] > 0).all()
 BENCH = paths.ROOT / "benchmarks" / "bench_cut_step.py"
 order_df = None
 if perf_official and BENCH.is_file():
-    order_df = official_order_table(BENCH, peak, threads=threads)
+    order_df = perf.official_order_table(BENCH, peak, threads=threads)
     io.write_table(order_df, OUT / "performance_official_order")
     display(order_df.round(3))
-    print(official_order_note(order_df, fp32))
+    print(perf.official_order_note(order_df, fp32))
 
 # %% [markdown]
 # ## 7 · The paper's claims against ours
@@ -536,16 +483,9 @@ if perf_official and BENCH.is_file():
 # architecture (one measurement each, §3) — the configuration the paper's claim is about.
 
 # %%
-def paired(a, b, col, sign=1.0):
-    """Mean of sign·(col[a] − col[b]) over seeds, with a 95 % t half-width (NaN with one seed)."""
-    return dstats.paired_difference(runs, "method", a, b, col, sign=sign)[:2]
-
-
-def pm(half, fmt):
-    return f"± {half:{fmt}}" if np.isfinite(half) else "(one seed: no interval)"
-
-
+paired = dstats.paired_difference  # mean of sign·(col[a] − col[b]) over the seeds, its 95 % t half-width, n
 verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
+pm = cut_results.interval_text  # "± half-width", or "(one seed: no interval)"
 claims = []  # the short table (claims.md)
 long = dstats.ClaimsTable(paper="CUT / FastCUT (ECCV'20)", notebook="02_cut_fastcut")  # one row per measure
 n_seeds = len(seeds)
@@ -556,8 +496,8 @@ setting = f"ngf {method_kwargs['cut'].get('ngf')}, {steps} iterations, crop {cro
 # **Quality.** CUT beats CycleGAN: the paired difference in PSNR and in SSIM.
 
 # %%
-d, h = paired("cut", "cyclegan", "psnr")
-ds, hs = paired("cut", "cyclegan", "ssim")
+d, h, _ = paired(runs, "method", "cut", "cyclegan", "psnr")
+ds, hs, _ = paired(runs, "method", "cut", "cyclegan", "ssim")
 long.add("CUT beats CycleGAN", "lower FID (Table 1)", "CUT − CycleGAN", "PSNR", "dB", d, h, n_seeds, setting=setting)
 long.add("CUT beats CycleGAN", "lower FID (Table 1)", "CUT − CycleGAN", "SSIM", "", ds, hs, n_seeds, setting=setting)
 claims.append(("CUT beats CycleGAN", "lower FID on Horse→Zebra, Cat→Dog and Cityscapes (Table 1)",
@@ -570,7 +510,7 @@ claims.append(("CUT beats CycleGAN", "lower FID on Horse→Zebra, Cat→Dog and 
 
 # %%
 mem = cost_df["peak mem above baseline (MB)"]
-d, h = paired("cut", "cyclegan", "s_per_iter", sign=-1.0)  # positive = CUT faster
+d, h, _ = paired(runs, "method", "cut", "cyclegan", "s_per_iter", sign=-1.0)  # positive = CUT faster
 mem_ok = bool(mem["cut"] < mem["cyclegan"])
 long.add("CUT uses less time than CycleGAN", f"{Q_TIME} ({COST_SRC})", "CycleGAN − CUT", "sec/iter",
          "s", d, h, n_seeds, setting=setting)
@@ -585,7 +525,7 @@ claims.append(("CUT uses less time and memory than CycleGAN", f"{Q_TIME}, {Q_MEM
 # FastCUT is faster than CUT:
 
 # %%
-d, h = paired("fastcut", "cut", "s_per_iter", sign=-1.0)  # positive = FastCUT faster
+d, h, _ = paired(runs, "method", "fastcut", "cut", "s_per_iter", sign=-1.0)  # positive = FastCUT faster
 long.add("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})", "CUT − FastCUT", "sec/iter", "s",
          d, h, n_seeds, setting=setting)
 claims.append(("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})",
@@ -595,32 +535,13 @@ claims.append(("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})",
 # %% [markdown]
 # **Cost at the official architecture** (with `perf_official=True`; `official_repeats` interleaved
 # measurements per method, §3). One measurement flipped between sessions on this machine, so a verdict
-# here needs every repeat to agree.
+# here needs every repeat to agree (`dehazelab.cut_results.official_cost_claims`).
 
 # %%
-if perf_official:
-    o = cost_repeats[cost_repeats.config != "this notebook"]
-    per = {LABEL[m]: o[o.method == m].sort_values("repeat") for m in METHODS}
-    cols = {"time": "sec/iter (median)", "memory": "peak mem above baseline (MB)"}
-    rng = {k: {m: f"{v[c].median():.2f} [{v[c].min():.2f}–{v[c].max():.2f}]" if k == "time" else f"{v[c].median():.0f}"
-               for m, v in per.items()} for k, c in cols.items()}
-    official = f"official architecture (ResNet-9, ngf 64, 128², batch 1), {official_repeats} interleaved repeat(s)"
-    vt, vm = (dstats.repeated_verdict(per["CUT"][c], per["CycleGAN"][c]) for c in cols.values())
-    vf = dstats.repeated_verdict(per["FastCUT"][cols["time"]], per["CUT"][cols["time"]])
-    med = {m: {k: float(v[c].median()) for k, c in cols.items()} for m, v in per.items()}
-    long.add("CUT uses less time than CycleGAN", f"{Q_TIME} ({COST_SRC})", "CycleGAN − CUT (median of repeats)",
-             "sec/iter", "s", med["CycleGAN"]["time"] - med["CUT"]["time"], float("nan"), official_repeats,
-             verdict=vt, setting=official)
-    long.add("CUT uses less memory than CycleGAN", f"{Q_MEM} ({COST_SRC})", "CycleGAN − CUT (median of repeats)",
-             "peak memory", "MB", med["CycleGAN"]["memory"] - med["CUT"]["memory"], float("nan"), official_repeats,
-             verdict=vm, setting=official)
-    claims.append(("CUT uses less time and memory than CycleGAN — official architecture", "as above",
-                   f"{rng['time']['CUT']} vs {rng['time']['CycleGAN']} s/iter (median [range]); "
-                   f"{rng['memory']['CUT']} vs {rng['memory']['CycleGAN']} MB", f"time: {vt}; memory: {vm}"))
-    long.add("FastCUT is faster than CUT", f"{Q_FAST} ({COST_SRC})", "CUT − FastCUT (median of repeats)", "sec/iter",
-             "s", med["CUT"]["time"] - med["FastCUT"]["time"], float("nan"), official_repeats, verdict=vf, setting=official)
-    claims.append(("FastCUT is faster than CUT — official architecture", "as above",
-                   f"{rng['time']['FastCUT']} vs {rng['time']['CUT']} s/iter (median [range])", vf))
+if perf_official:  # dehazelab.cut_results: medians of the repeats, held only when every repeat agrees
+    claims += cut_results.official_cost_claims(
+        cost_repeats, long, {"time": f"{Q_TIME} ({COST_SRC})", "memory": f"{Q_MEM} ({COST_SRC})",
+                             "faster": f"{Q_FAST} ({COST_SRC})"}, repeats=official_repeats)
 
 # %% [markdown]
 # The verdicts, written to `claims` (this table) and `claims_long` (one row per measure, read by notebook 90):
@@ -659,8 +580,8 @@ display(Markdown(workbook.held_summary_long(long.frame())))
 weights = {}
 for name in METHODS:
     m = methods_seed0[name]
-    weights[name] = export_weights(m.dehazer(), m.model_spec(), OUT / f"{name}_{size}.pt")
-    reloaded = load_model(name, weights[name], device=device)
+    weights[name] = inference.export_weights(m.dehazer(), m.model_spec(), OUT / f"{name}_{size}.pt")
+    reloaded = inference.load_model(name, weights[name], device=device)
     x = test_set[0]["hazy"][None].to(device)
     with torch.no_grad():
         assert torch.allclose(reloaded(x), dehazers[name](x), atol=1e-5), name
@@ -670,21 +591,13 @@ for name in METHODS:
 # Every number of this notebook, in `metrics.json`:
 
 # %%
-metrics = {
-    "notebook": "02_cut_fastcut", "size": size, "data": nb.data_used, "seeds": seeds, "steps": steps,
-    "runs": runs.run.tolist(),
-    "method_kwargs": method_kwargs, "schedule": schedule, "fid": fid_note,
-    "hazy_input": hazy_ref,
-    "tables": {"cut_table": cut_table.to_dict("records"), "cost": cost_all.to_dict("records"),
-               "patchnce_similarity": sim_df.to_dict("records"),
-               "official_order": None if order_df is None else order_df.to_dict("records")},
-    "claims": claims_df.to_dict("records"),
-    "performance": perf_df.to_dict("records"),
-    "fp32_peak_gflops": {k: v / 1e9 for k, v in fp32.items()},
-    "weights": {k: v.name for k, v in weights.items()},
-    "paper_quoted": {"table1": PAPER_T1, "official_code_cpu_sec_per_iter_128": 5.1,
-                     "official_code_gflop_per_iter_128": 370},
-}
+metrics = notebook_metrics.collect(  # + notebook, size, data used, seeds; every table as a list of rows
+    nb, steps=steps, runs=runs.run.tolist(), method_kwargs=method_kwargs, schedule=schedule, fid=fid_note,
+    hazy_input=hazy_ref, claims=claims_df, performance=perf_df,
+    tables={"cut_table": cut_table, "cost": cost_all, "patchnce_similarity": sim_df, "official_order": order_df},
+    fp32_peak_gflops={k: v / 1e9 for k, v in fp32.items()}, weights={k: v.name for k, v in weights.items()},
+    paper_quoted={"table1": PAPER_T1, "official_code_cpu_sec_per_iter_128": 5.1,
+                  "official_code_gflop_per_iter_128": 370})
 io.write_json(OUT / "metrics.json", metrics)
 print(sorted(p.name for p in OUT.iterdir()))
 assert {f"{n}_{size}.pt" for n in METHODS} <= {p.name for p in OUT.iterdir()}

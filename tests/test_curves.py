@@ -86,3 +86,29 @@ def test_rows_of_one_figure_each_carry_their_own_title():
     own = plot_learning_curves({"m": [a]}, title="01 at small size")
     assert own._suptitle.get_text() == "01 at small size"
     plt.close("all")
+
+
+def test_plot_losses_draws_each_runs_logged_losses_and_its_chance_line():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from dehazelab.curves import plot_losses
+
+    matplotlib.use("Agg")
+    steps = [1, 2, 3, 4]
+    cut = pd.DataFrame({"step": steps, "loss_G_GAN": [0.5, 0.4, 0.3, 0.25], "loss_NCE": [4.0, 3.0, 2.0, 1.0]})
+    gan = pd.DataFrame({"step": steps, "loss_G_A": [0.9, 0.6, 0.4, 0.3]})
+    fig = plot_losses({"CUT": cut, "CycleGAN": gan}, {"CUT": ["loss_G_GAN", "loss_NCE"], "CycleGAN": ["loss_G_A", "loss_idt_A"]},
+                      {"CUT": np.log(32)}, "NCE at chance")
+    ax_cut, ax_gan = fig.axes
+    assert [ax_cut.get_title(), ax_gan.get_title()] == ["CUT", "CycleGAN"]
+    assert [l.get_label() for l in ax_cut.get_lines()] == ["G_GAN", "NCE", "NCE at chance"]
+    assert ax_cut.get_lines()[1].get_ydata().tolist() == [4.0, 3.0, 2.0, 1.0]
+    assert list(ax_cut.get_lines()[2].get_ydata()) == pytest.approx([np.log(32)] * 2)  # the horizontal line
+    assert [l.get_label() for l in ax_gan.get_lines()] == ["G_A"]  # loss_idt_A was never logged: left out
+    assert ax_cut.get_yscale() == "log" and ax_cut.get_legend() is not None
+    with pytest.raises(KeyError, match="no loss columns given for \\['CycleGAN'\\]"):
+        plot_losses({"CUT": cut, "CycleGAN": gan}, {"CUT": ["loss_NCE"]})
+    with pytest.raises(KeyError, match="chance lines for \\['FastCUT'\\]"):
+        plot_losses({"CUT": cut}, {"CUT": ["loss_NCE"]}, {"FastCUT": 1.0})
+    plt.close("all")

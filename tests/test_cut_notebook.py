@@ -101,3 +101,102 @@ def test_official_order_table_and_note_with_a_stand_in_benchmark(tmp_path):
     slow = pd.DataFrame({"GFLOP/iter": [2.0, 1.0], "s/iter (median)": [5.0, 4.0]})
     assert "close to the official order" in perf.official_order_note(slow, {"peak": 1e9, "mm": 5e8})
     assert math.isfinite(df["s/iter (median)"].sum())
+
+
+# ---------------------------------------------------------------- dehazelab.cut_results (Table 1, claims)
+
+def _runs(seeds=(0, 1, 2)):
+    """Two methods × seeds, one row per run, as unpaired_runs.runs_table gives them."""
+    rows = []
+    for m, base in (("cut", 20.0), ("cyclegan", 18.0)):
+        for s in seeds:
+            rows.append({"method": m, "seed": s, "psnr": base + s, "ssim": 0.5 + 0.1 * s, "delta_e": 10.0 - s,
+                         "s_per_iter": 0.2 + 0.01 * s, "params_G": 100 if m == "cut" else 90,
+                         "params_all": 150 if m == "cut" else 200})
+    return pd.DataFrame(rows)
+
+
+def _half95(xs):
+    """The 95 % Student-t half-width, written out: t(0.975, n−1) · sd / √n."""
+    from scipy.stats import t
+
+    xs = pd.Series(xs, dtype=float)
+    return float(t.ppf(0.975, len(xs) - 1) * xs.std(ddof=1) / math.sqrt(len(xs)))
+
+
+TABLE1_COLUMNS = ["method", "seeds", "PSNR", "PSNR ±95%", "SSIM", "SSIM ±95%", "ΔE", "ΔE ±95%", "sec/iter",
+                  "peak mem MB", "train sec/iter", "train sec/iter ±95%", "#params G", "#params all nets",
+                  "H→Z FID (quoted)", "sec/iter (quoted)"]
+
+
+def test_table1_rows_are_seed_means_costs_and_quoted_numbers_then_references():
+    from dehazelab.cut_results import table1
+
+    costs = pd.DataFrame({"method": ["cut", "cyclegan"], "sec/iter (median)": [0.3, 0.5],
+                          "peak mem above baseline (MB)": [40.0, 60.0]}).set_index("method")
+    quoted = {"CUT": {"H→Z FID": 45.5, "sec/iter": 0.24}, "CycleGAN": {"H→Z FID": 77.2, "sec/iter": 0.4}}
+    refs = {"hazy input": {"psnr": 12.0, "ssim": 0.6, "delta_e": 18.0}, "DCP": {"psnr": 20.8, "ssim": 0.83, "delta_e": 6.7}}
+    t = table1(_runs(), costs, refs, quoted, {"cut": "CUT", "cyclegan": "CycleGAN"})
+    assert list(t.columns) == TABLE1_COLUMNS
+    assert t["method"].tolist() == ["CUT", "CycleGAN", "hazy input (reference)", "DCP (reference)"]
+    cut = t.iloc[0]
+    assert cut["seeds"] == 3 and cut["PSNR"] == pytest.approx(21.0) and cut["SSIM"] == pytest.approx(0.6)
+    assert cut["PSNR ±95%"] == pytest.approx(_half95([20.0, 21.0, 22.0]))
+    assert cut["train sec/iter"] == pytest.approx(0.21) and cut["train sec/iter ±95%"] == pytest.approx(_half95([0.2, 0.21, 0.22]))
+    assert cut["ΔE"] == pytest.approx(9.0) and cut["ΔE ±95%"] == pytest.approx(_half95([10.0, 9.0, 8.0]))
+    assert (cut["sec/iter"], cut["peak mem MB"], cut["#params G"], cut["#params all nets"]) == (0.3, 40.0, 100, 150)
+    assert t.iloc[1][["H→Z FID (quoted)", "sec/iter (quoted)"]].tolist() == [77.2, 0.4]
+    dcp = t.iloc[3]
+    assert (dcp["seeds"], dcp["PSNR"], dcp["SSIM"], dcp["ΔE"]) == (0, 20.8, 0.83, 6.7)
+    assert dcp[["PSNR ±95%", "sec/iter", "#params G", "H→Z FID (quoted)"]].isna().all()
+    one = table1(_runs(seeds=(0,)), costs, {}, quoted, {"cut": "CUT"})
+    assert one["seeds"].tolist() == [1] and math.isnan(one["PSNR ±95%"].iloc[0])  # one seed: no interval
+    with pytest.raises(KeyError, match="fastcut"):
+        table1(_runs(), costs, {}, {"FastCUT": {}}, {"fastcut": "FastCUT"})
+
+
+def test_interval_text_gives_the_half_width_or_says_there_is_none():
+    from dehazelab.cut_results import interval_text
+
+    assert interval_text(0.123456, ".2f") == "± 0.12" and interval_text(1.5, ".4f") == "± 1.5000"
+    assert interval_text(float("nan"), ".2f") == interval_text(float("inf"), ".2f") == "(one seed: no interval)"
+
+
+def _repeats(times, mems):
+    """cost_repeats rows: ours once, then the official config ``len(times['cut'])`` times, interleaved."""
+    rows = [{"config": "this notebook", "method": m, "repeat": 0, "sec/iter (median)": 0.01,
+             "peak mem above baseline (MB)": 1.0} for m in ("cut", "fastcut", "cyclegan")]
+    for r in range(len(times["cut"])):
+        rows += [{"config": "official", "method": m, "repeat": r, "sec/iter (median)": times[m][r],
+                  "peak mem above baseline (MB)": mems[m][r]} for m in ("cyclegan", "cut", "fastcut")]
+    return pd.DataFrame(rows)
+
+
+def test_official_cost_claims_take_medians_of_the_repeats_and_need_every_repeat_to_agree():
+    from dehazelab import stats as dstats
+    from dehazelab.cut_results import official_cost_claims
+
+    times = {"cut": [1.0, 1.2, 0.9], "fastcut": [0.8, 0.7, 0.6], "cyclegan": [2.0, 1.1, 2.5]}
+    mems = {"cut": [300.0, 310.0, 290.0], "fastcut": [200.0] * 3, "cyclegan": [500.0, 520.0, 480.0]}
+    long = dstats.ClaimsTable(paper="p", notebook="nb")
+    short = official_cost_claims(_repeats(times, mems), long, {"time": "T", "memory": "M", "faster": "F"}, repeats=3)
+    assert short == [
+        ("CUT uses less time and memory than CycleGAN — official architecture", "as above",
+         "1.00 [0.90–1.20] vs 2.00 [1.10–2.50] s/iter (median [range]); 300 vs 500 MB",
+         "time: not shown (the repeats disagree: lower in 2 of 3); memory: held (in all 3 repeats)"),
+        ("FastCUT is faster than CUT — official architecture", "as above",
+         "0.70 [0.60–0.80] vs 1.00 [0.90–1.20] s/iter (median [range])", "held (in all 3 repeats)")]
+    f = long.frame()
+    assert f["claim"].tolist() == ["CUT uses less time than CycleGAN", "CUT uses less memory than CycleGAN",
+                                   "FastCUT is faster than CUT"]
+    assert f["evidence"].tolist() == ["T", "M", "F"]
+    assert f["estimate"].tolist() == pytest.approx([2.0 - 1.0, 500.0 - 300.0, 1.0 - 0.7])  # medians' differences
+    assert f["ci95"].isna().all() and (f["n"] == 3).all()
+    assert f["category"].tolist() == ["not shown", "held", "held"]
+    assert (f["setting"] == "official architecture (ResNet-9, ngf 64, 128², batch 1), 3 interleaved repeat(s)").all()
+    one = official_cost_claims(_repeats({m: v[:1] for m, v in times.items()}, {m: v[:1] for m, v in mems.items()}),
+                               dstats.ClaimsTable("p", "nb"), {"time": "", "memory": "", "faster": ""}, repeats=1)
+    assert one[0][3] == "time: held (one measurement); memory: held (one measurement)"
+    with pytest.raises(ValueError, match="expected 2 repeat"):
+        official_cost_claims(_repeats(times, mems), dstats.ClaimsTable("p", "nb"), {"time": "", "memory": "", "faster": ""},
+                             repeats=2)

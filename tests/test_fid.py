@@ -155,3 +155,38 @@ def test_with_weights_on_disk_the_library_default_inception_extractor_scores(hub
     inc = scorer.metric.inception  # the library's extractor; the distance below is computed independently
     want = _frechet_nuclear(_features(inc, real), _features(inc, fake))
     assert got == pytest.approx(want, rel=1e-3, abs=1e-4) and want > 0
+
+
+class _Brighten(nn.Module):
+    """A stand-in dehazer: 1.5 · x (clamped to [0, 1] by dehazer_fids)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.5 * x
+
+
+def _uint8(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def test_dehazer_fids_scores_outputs_and_hazy_inputs_against_one_clear_image_per_scene():
+    net = TinyFeatures()
+    g = torch.Generator().manual_seed(3)
+    scenes = [s for s in ("a", "b", "c", "d", "e", "f") for _ in range(2)]  # two test items per scene
+    test_set = [{"hazy": torch.rand(3, 10, 12, generator=g), "clear": torch.rand(3, 10, 12, generator=g)}
+                for _ in scenes]
+    scorer = F.FIDScorer(feature=net)
+    got = F.dehazer_fids(scorer, {"copy": nn.Identity(), "brighter": _Brighten()}, test_set, scenes,
+                         hazy_label="hazy input (reference)")
+    assert list(got) == ["copy", "brighter", "hazy input (reference)"]
+    real = _features(net, [_uint8(test_set[i]["clear"]) for i in (1, 3, 5, 7, 9, 11)])  # each scene's last item
+    hazy = [test_set[i]["hazy"] for i in range(len(scenes))]
+    assert got["copy"] == pytest.approx(_frechet_sqrtm(real, _features(net, [_uint8(x) for x in hazy])), rel=1e-6)
+    assert got["hazy input (reference)"] == pytest.approx(got["copy"], rel=1e-9)  # identity = the hazy inputs
+    assert got["brighter"] == pytest.approx(
+        _frechet_sqrtm(real, _features(net, [_uint8(1.5 * x) for x in hazy])), rel=1e-6)
+    assert got["brighter"] != pytest.approx(got["copy"])  # the check can tell the dehazers apart
+    assert list(F.dehazer_fids(scorer, {"copy": nn.Identity()}, test_set, scenes, hazy_label=None)) == ["copy"]
+    with pytest.raises(ValueError, match="11 scenes for 12 test images"):
+        F.dehazer_fids(scorer, {"copy": nn.Identity()}, test_set, scenes[:-1])
+    with pytest.raises(ValueError, match="at least 2 images"):  # one scene: one clear image
+        F.dehazer_fids(scorer, {"copy": nn.Identity()}, test_set, ["a"] * len(scenes))
