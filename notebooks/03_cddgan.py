@@ -93,25 +93,19 @@ real_max_side = 320  # real photos are resized so their longer side is at most t
 # The library's tools.
 
 # %%
-import math
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from dehazelab import curves as dcurves, features, io, paths, plotting, workbook, runs as druns, stats as dstats
-from dehazelab.models.dcp import dehaze_dcp
-from dehazelab.data import REAL_HAZY_EXAMPLES, real_hazy_photos
+from dehazelab import (cddgan_results, curves as dcurves, features, inference, io, notebook_metrics, paths, plotting,
+                       qualitative, references, unpaired_runs, workbook, runs as druns)
 from dehazelab.data.datasets import PairedDataset, load_benchmark
-from dehazelab.floors import check
 from dehazelab.data.selection import filter_pairs
-from dehazelab.inference import export_weights, load_model
 from dehazelab.methods import build_method
 from dehazelab.methods.cddgan import CDDGAN_VARIANTS
-from dehazelab.references import read_reference
+from dehazelab.models.dcp import dehaze_dcp
 from dehazelab.runs import grids as run_grids
 from dehazelab.train.paired import evaluate
 
@@ -151,20 +145,7 @@ print(f"train: {len(hazy_items)} hazy images of scenes {'-'.join(tr['hazy_scenes
 # What this run scales down, against the paper-like configuration.
 
 # %%
-scaled = pd.DataFrame([
-    ("generators G_A, G_B", "anti-aliased ResNet, 9 blocks, ngf 64 (CUT/NEGCUT)", f"ResNet, {n_blocks} blocks, ngf {ngf}"),
-    ("discriminators D_A, D_B (PatchGAN) width", "64", str(ndf)),
-    ("training crop", "256 of a 286² resize (CUT/NEGCUT loader)", f"{crop} at native resolution"),
-    ("PatchNCE positions per layer", "256 (NEGCUT)", str(num_patches)),
-    ("generated negatives per image and layer", "256 (NEGCUT)", str(num_negatives)),
-    ("projection-head / negative width", "256 (NEGCUT)", str(netF_nc)),
-    ("iterations (batch 1)", "hundreds of thousands (NEGCUT: 400 epochs)", f"{steps} for each row"),
-    ("generator output", "G(x)", "x + G(x)" if global_residual else "G(x)"),
-    ("contrastive weight λ_NCE", "2 (DCLGAN; assumed)", "2" if lambda_NCE is None else str(lambda_NCE)),
-    ("cycle λ_A / λ_B, identity λ_idt", "10 / 10 / 0.5 (CycleGAN)",
-     " / ".join(str(cycle_weights.get(k, d)) for k, d in (("lambda_A", 10.0), ("lambda_B", 10.0), ("lambda_identity", 0.5)))),
-    ("test images", "SOTS (paper's protocol unknown to us)", f"{len(test_pairs)} SOTS pairs at native resolution"),
-], columns=["setting", "paper-like (assumed)", "this run"])
+scaled = cddgan_results.scaled_settings(nb.params, len(test_pairs))  # setting | paper-like (assumed) | this run
 display(scaled)
 
 # %% [markdown]
@@ -174,29 +155,10 @@ display(scaled)
 # **DCD-GAN code** (the same authors' CVPR'22 deraining model, a CycleGAN with cross-encoder
 # PatchNCE, §3.5), **CycleGAN code**, and **our choice** where nothing reachable says anything. The
 # implementation is `dehazelab/methods/cddgan.py` and `dehazelab/models/negative_generator.py`, whose
-# docstrings carry the same tags.
+# docstrings carry the same tags; the list itself is `dehazelab.cddgan_results.assumptions_table`.
 
 # %%
-ASSUMPTIONS = [
-    ("backbone", "two generators G_A: hazy→clear, G_B: clear→hazy, two PatchGAN discriminators, cycle L1 λ 10, identity 0.5, LSGAN, 50-image pools", "abstract (CycleGAN framework) + figure (two cycles) + CycleGAN code"),
-    ("generator / discriminator architecture", "CUT's anti-aliased ResNet generator and PatchGAN", "NEGCUT code (= CUT's networks)"),
-    ("contrastive loss", "PatchNCE across encoders: query = G_B's encoder on the dehazed image, positive = G_A's encoder on the hazy input at the same position; mirrored for clear→hazy", "figure (query F_enc(N_H)) + DCD-GAN code (DCLGAN-style NCE1/NCE2)"),
-    ("projection heads", "one 2-layer MLP head per generator's encoder, L2-normalised, width 256", "DCD-GAN code (F1, F2) + NEGCUT/CUT code"),
-    ("temperature, layers, patches", "τ 0.07; layers 0, 4, 8, 12, 16; 256 positions", "NEGCUT code (DCD-GAN uses layers 4, 8, 12, 16)"),
-    ("contrastive weight", "λ_NCE 2 with ½(NCE_X + NCE_Y) (each direction weight 1)", "DCD-GAN code (DCLGAN's DCD_mode)"),
-    ("negative generators", "one per direction: [mean of a momentum head's embeddings of the source ; z ~ N(0, I_64)] → MLP(nc+64 → nc → nc) → L2; only generated negatives in the loss", "abstract (negative generators, queue) + figure (G_neg, F_neg) + NEGCUT code (neg_gen_momentum, LearnedPatchNCELoss)"),
-    ("'queue' of negatives", "the negatives generated in the iteration (256 per image and layer); no FIFO across iterations", "NEGCUT code; FIFO or an AdCo-style learnable bank (§3.6b) not implemented — our choice"),
-    ("adversarial contrastive loss", "N minimises −(contrastive loss) + λ_MS·diversity, λ_MS 1, queries and keys detached", "abstract (maximising the adversarial contrastive loss) + NEGCUT code (compute_N_loss)"),
-    ("diversity term", "−mean|n_{1:M/2} − n_{M/2+1:M}|, averaged over both directions", "NEGCUT code (which applies it to the last direction only) — averaging: our choice"),
-    ("momentum heads", "EMA H′ ← 0.9 H′ + 0.1 H after each G step, starting as copies of H", "NEGCUT code (accumulate, decay 0.9); the copy at start: our choice (NEGCUT starts F′ from its own random init)"),
-    ("update order", "D_A, D_B → N_A, N_B → G_A, G_B, then heads → EMA", "abstract (update alternately) + NEGCUT code (D → N → G, F)"),
-    ("negatives in the G step", "re-generated with fresh noise and positions, treated as constants", "NEGCUT code re-generates; the detach: our choice (NEGCUT lets gradient reach G through the negatives' conditioning)"),
-    ("clear exemplars", "the batch's unpaired clear image, embedded by the momentum head in the dehazed query's space, averaged and re-normalised, is an extra positive of every dehazed query (weight 1, same negatives)", "abstract (unpaired clear exemplars enhance task-relevant factors); form: our choice (the figure draws clear-side vectors as positives of F_enc(N_H))"),
-    ("optimiser, init, batch", "Adam 2e-4 (0.5, 0.999) for G, D, heads and N; xavier 0.02; batch 1", "NEGCUT / CUT code (DCD-GAN: lr 1e-4, hinge loss)"),
-    ("schedule", f"constant lr, then linear decay over the last {decay_fraction:.0%} of the iterations; crops throughout", "CycleGAN / NEGCUT code (shape); crops kept in the decay phase: our choice (as notebook 02)"),
-    ("evaluation", "PSNR/SSIM (scikit-image, RGB, [0, 1]) on SOTS-indoor test scenes at native resolution", "our choice (the paper's protocol was not reachable)"),
-]
-assumptions = pd.DataFrame(ASSUMPTIONS, columns=["what", "reconstruction", "source"])
+assumptions = cddgan_results.assumptions_table(decay_fraction)  # what | reconstruction | source
 io.write_table(assumptions, OUT / "assumptions")
 display(Markdown(io.format_table(assumptions.replace(r"\|", r"\\|", regex=True))))
 
@@ -270,16 +232,11 @@ plt.show()
 
 # %%
 grid_runs = nb.runs()  # read from results/runs/<size>/<run id>/ when finished, else trained here first
-tab = grid_runs.table()
-runs = tab.rename(columns={"sec_per_step": "s_per_iter", "params": "params_G_A"})
-runs["run_s"] = tab.train_s + tab.eval_s  # training and scoring of the run
-runs["params_trained"] = [sum(n for k, n in r.summary["params"].items() if not k.endswith("_ema")) for _, r in grid_runs]
-runs = runs[["variant", "seed", "psnr", "ssim", "delta_e", "n_test", "s_per_iter", "run_s", "params_G_A", "params_trained", "run"]]
+runs = cddgan_results.runs_table(grid_runs)  # one row per run: scores, s/iter, run_s, parameters, run id
 histories = {(g.variant, g.seed): r.history for g, r in grid_runs}
 methods_seed0 = {v: grid_runs.first(v).method(device) for v in VARIANTS}
-assert list(tab.run) == [g.id for g in GRID]  # the runs declared in the setup cell (config.json)
-for g, r in grid_runs:
-    assert list(r.per_image.name.astype(str)) == [p.name for p in test_pairs], f"{r.id}: scored on other test images"
+assert list(runs.run) == [g.id for g in GRID]  # the runs declared in the setup cell (config.json)
+unpaired_runs.check_scored_on(grid_runs, test_pairs)  # on exactly the test images this notebook shows
 assert np.isfinite(runs.psnr).all() and (runs.n_test == len(test_pairs)).all()
 assert len(runs) == len(VARIANTS) * len(seeds)
 
@@ -326,26 +283,10 @@ display(Markdown(dcurves.describe(curves, refs)))
 # than in-image negatives do.
 
 # %%
-fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
 s0 = seeds[0]
-colors = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-h = histories[("cddgan", s0)]
-for c in [c for c in ("loss_G_A", "loss_D_A", "loss_cycle_A", "loss_idt_A") if c in h]:  # no idt term at weight 0
-    ax[0].plot(h.step, h[c], label=c.removeprefix("loss_"))
-ax[0].set(title="CDD-GAN backbone terms", xlabel="iteration", yscale="log")
-for v in VARIANTS[1:]:
-    hv = histories[(v, s0)]
-    ax[1].plot(hv.step, hv.loss_NCE_X, color=colors[v], label=f"{SHORT[v]} NCE_X")
-    ax[1].plot(hv.step, hv.loss_NCE_Y, color=colors[v], ls="--", lw=1)
-    ax[2].plot(hv.step, hv.stat_sim_pos, color=colors[v], label=f"{SHORT[v]}: cos(q, positive)")
-    ax[2].plot(hv.step, hv.stat_sim_neg, color=colors[v], ls="--", label=f"{SHORT[v]}: cos(q, negatives)")
-lam = CDDGAN_VARIANTS["cddgan"]["lambda_NCE"] if lambda_NCE is None else float(lambda_NCE)
-ax[1].axhline(lam * math.log(num_patches), color="gray", ls=":", lw=1, label="in-image NCE at chance")
-ax[1].axhline(lam * math.log(num_negatives + 1), color="black", ls=":", lw=1, label="generated NCE at chance")
-ax[1].set(title="contrastive terms (solid X, dashed Y)", xlabel="iteration")
-ax[2].set(title="hardness (deepest layer, X)", xlabel="iteration", ylabel="mean cosine")
-for a in ax:
-    a.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+lam = CDDGAN_VARIANTS["cddgan"]["lambda_NCE"] if lambda_NCE is None else float(lambda_NCE)  # λ_NCE of the contrastive rows
+fig = cddgan_results.plot_loss_panels({v: histories[(v, s0)] for v in VARIANTS}, VARIANTS, SHORT, lam, num_patches,
+                                      num_negatives)
 plotting.savefig(fig, OUT / "fig_losses.png")
 plt.show()
 
@@ -358,26 +299,18 @@ plt.show()
 # quote.
 
 # %%
-mean_ci = dstats.mean_ci  # (mean, 95 % Student-t half-width); dehazelab.stats
-summary = dstats.seed_summary(runs, "variant", VARIANTS, {"psnr": "PSNR", "ssim": "SSIM", "delta_e": "ΔE"})
-sizes = runs.groupby("variant").agg(**{"train sec/iter": ("s_per_iter", "mean"), "#params G_A": ("params_G_A", "first"),
-                                       "#params trained": ("params_trained", "first")})
-summary = summary.join(sizes, on="variant").assign(variant=summary.variant.map(LABEL), source="trained here")
-table = summary.rename(columns={"variant": "row"}).to_dict("records")
+table = cddgan_results.seed_rows(runs, VARIANTS, LABEL)  # mean ± 95 % half-width over seeds (dehazelab.stats)
 
 # %% [markdown]
 # Notebook 02's CUT row, read from its `metrics.json` (never retrained), with its per-seed scores for the
 # paired claims of §8 when they exist.
 
 # %%
-cut = read_reference(paths.results_dir(), size, "02_cut_fastcut", table="cut_table", key="method", name="CUT",
-                     run_name="cut", test_images=nb.data_used["test"]["images"])  # dehazelab.references
+cut = references.read_reference(paths.results_dir(), size, "02_cut_fastcut", table="cut_table", key="method", name="CUT",
+                                run_name="cut", test_images=nb.data_used["test"]["images"])  # dehazelab.references
 cut_ref = cut.record()
 if cut.row is not None:
-    table.append({"row": "CUT (notebook 02, read)", "source": "notebook 02" + ("" if cut.same_test_images else
-                  " (other test images: not comparable)"), "#params G_A": cut.row.get("#params G"),
-                  **{k: cut.row.get(k) for k in ("seeds", "PSNR", "PSNR ±95%", "SSIM", "SSIM ±95%", "ΔE", "ΔE ±95%",
-                                                 "train sec/iter")}})
+    table.append(cddgan_results.cut_row(cut))
 else:
     print(f"notebook 02's CUT row at size {size!r}: {cut.status}")
 
@@ -385,11 +318,7 @@ else:
 # The table, with the hazy input as the floor.
 
 # %%
-for k, v in refs.items():
-    table.append({"row": f"{k} (reference)", "seeds": 0, "PSNR": v["psnr"], "SSIM": v["ssim"], "ΔE": v["delta_e"],
-                  "source": "no dehazing" if k == "hazy input" else "dark channel prior (notebook 00)"})
-ablation = pd.DataFrame(table)
-ablation["paper"] = "not available (tables unreachable)"
+ablation = cddgan_results.ablation_table(table, refs)  # + the references, and a "paper" column (no paper numbers)
 io.write_table(ablation, OUT / "table_ablation")
 display(ablation.round(4))
 
@@ -397,17 +326,7 @@ display(ablation.round(4))
 # The same numbers as a figure: each row's mean with its interval, and every seed as a dot.
 
 # %%
-fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
-for a, col in zip(ax, ("psnr", "ssim")):
-    for i, v in enumerate(VARIANTS):
-        vals = runs[runs.variant == v][col].to_numpy()
-        m_, hw = mean_ci(vals)
-        a.errorbar([i], [m_], yerr=[[0 if np.isnan(hw) else hw]], fmt="o", color=colors[v], capsize=4)
-        a.scatter(np.full(len(vals), i) + 0.08, vals, s=10, color=colors[v], alpha=0.5)
-    a.axhline(hazy_ref[col], color="gray", ls=":", label="hazy input")
-    a.set_xticks(range(len(VARIANTS)), [SHORT[v] for v in VARIANTS])
-    a.set(ylabel=col.upper(), title=f"{col.upper()} (mean ± 95% CI; dots = seeds)")
-    a.legend(fontsize=8)
+fig = cddgan_results.plot_ablation(runs, VARIANTS, SHORT, hazy_ref)
 plotting.savefig(fig, OUT / "fig_ablation.png")
 plt.show()
 
@@ -431,17 +350,13 @@ feat_x, feat_scene, feat_level = features.feature_images(feat_pairs, feat_scenes
 # with the same seed's initial weights ("before") and the trained ones ("after").
 
 # %%
-feature_rows, feats_for_plot = [], {}
-for v in VARIANTS:
-    init = build_method("cddgan", seed=s0, **method_kwargs[v]).to(device)  # the same seed's initial weights
-    for when, m_ in (("before training", init), ("after training", methods_seed0[v])):
-        q, k = features.encoder_features(m_, feat_x, device)
-        feats_for_plot[(v, when)] = q
-        for space, f in (("dehazed query (G_B enc of G_A(x))", q), ("hazy input (G_A enc of x)", k)):
-            feature_rows.append({"row": SHORT[v], "weights": when, "space": space, "η² scene": features.eta2(f, feat_scene),
-                                 "η² haze level": features.eta2(f, feat_level)})
-    methods_seed0[v].train()
-feature_df = pd.DataFrame(feature_rows)
+def initial(v):
+    """Row v's method with the same seed's initial weights (built, never trained)."""
+    return build_method("cddgan", seed=s0, **method_kwargs[v]).to(device)
+
+
+feature_df, feats_for_plot = cddgan_results.feature_eta2(methods_seed0, initial, feat_x, feat_scene, feat_level, SHORT,
+                                                         device)
 io.write_table(feature_df, OUT / "feature_eta2")
 assert np.isfinite(feature_df[["η² scene", "η² haze level"]].to_numpy()).all()
 
@@ -466,17 +381,8 @@ display(feature_df.round(3))
 # negatives are to the dehazed queries with how close the input's own patches (CUT's negatives) are.
 
 # %%
-m = methods_seed0["cddgan"].train(False)
-li = m.nce_layers.index(12) if 12 in m.nce_layers else len(m.nce_layers) - 2
-layer = m.nce_layers[li]
-hazy_idx = [i for i in range(len(feat_x)) if feat_scene[i] == feat_scenes[0] and feat_level[i] > 0]
-x_idx = sorted(hazy_idx, key=lambda i: feat_level[i])[len(hazy_idx) // 2]  # the middle haze level
-pool_tags = features.pool_kinds(feat_scene, feat_level, x_idx)  # (kind, scene, level) of each pool image
-near = features.nearest_real_patches(m, feat_x, x_idx, li, device, noise_seed=0)
-m.train()
-negs, best_cos, best, cand_src, hardness = (near[k] for k in ("negs", "best_cos", "best", "cand_src", "hardness"))
-origin = features.nearest_origin_table(best, cand_src, [t[0] for t in pool_tags])
-hard_df = pd.DataFrame([hardness]).T.rename(columns={0: f"layer {layer}"})
+near = cddgan_results.nearest_negatives(methods_seed0["cddgan"], feat_x, feat_scene, feat_level, feat_scenes, device)
+origin, hard_df, negs, hardness = near.origin, near.hard, near.negs, near.hardness
 io.write_table(origin, OUT / "negatives_nearest_origin")
 io.write_table(hard_df, OUT / "negatives_hardness", index=True)
 display(origin.round(3))
@@ -488,19 +394,7 @@ assert torch.allclose(negs.norm(dim=1), torch.ones(len(negs)), atol=1e-3)  # x /
 # its nearest real patch.
 
 # %%
-n_show = min(8, len(negs))
-order = torch.argsort(best_cos, descending=True)[:: max(1, len(negs) // n_show)][:n_show]
-fig, ax = plt.subplots(1, n_show + 1, figsize=(2.0 * (n_show + 1), 2.6))
-ax[0].imshow(plotting.to_display(feat_x[x_idx]))
-ax[0].set_title(f"x: scene {feat_scene[x_idx]}\nlevel {feat_level[x_idx]}", fontsize=8)
-for a, nidx in zip(ax[1:], order.tolist()):
-    src = cand_src[int(best[nidx])]
-    a.imshow(plotting.to_display(features.receptive_crop(feat_x[src[0]], src, rf=35)))
-    kind, _, lv = pool_tags[src[0]]
-    a.set_title(f"cos {float(best_cos[nidx]):.2f}\n{kind}\n(level {lv})", fontsize=7)
-for a in ax:
-    a.axis("off")
-fig.suptitle(f"generated negatives of N_A (layer {layer}): their nearest real patches", fontsize=10, y=1.08)
+fig = cddgan_results.plot_negatives(near, feat_x, feat_scene, feat_level, n_show=8)
 plotting.savefig(fig, OUT / "fig_negatives_nearest.png")
 plt.show()
 
@@ -512,15 +406,11 @@ plt.show()
 # %%
 dehazers = {v: methods_seed0[v].dehazer().eval() for v in VARIANTS}
 samples = nb.shown_pairs(2)  # (hazy, clear, "scene, haze level") of 2 different scenes
-real = real_hazy_photos(paths.data_root(), REAL_HAZY_EXAMPLES, real_max_images, real_max_side)
-nb.data_used["real"] = [name for name, _ in real]
+real, nb.data_used["real"] = qualitative.real_photo_rows(paths.data_root(), real_max_images, real_max_side)
 if not real:
     print("no real hazy photographs found (no data folder or no real-hazy/ in it): showing SOTS test images only")
-samples += [(img, None, Path(name).stem) for name, img in real]
-with torch.no_grad():
-    grid = [[hz] + [dehazers[v](hz[None].to(device)).clamp(0, 1)[0].cpu() for v in VARIANTS] + [cl] for hz, cl, _ in samples]
-fig = plotting.image_grid(grid, row_titles=[nm for _, _, nm in samples],
-                          col_titles=["hazy"] + [SHORT[v] for v in VARIANTS] + ["ground truth"])
+grid, row_titles = qualitative.dehazed_rows(samples + real, dehazers, device)  # hazy | each row | ground truth
+fig = plotting.image_grid(grid, row_titles=row_titles, col_titles=["hazy"] + [SHORT[v] for v in VARIANTS] + ["ground truth"])
 plotting.savefig(fig, OUT / "fig_qualitative.png")
 plt.show()
 for v in VARIANTS:
@@ -540,7 +430,7 @@ nb.write_config(method_kwargs=method_kwargs, schedule=schedule)  # now with the 
 # PSNR of each shown test image, and the mean brightness of each real photograph (generated):
 
 # %%
-display(Markdown(plotting.shown_psnr(grid, [nm for _, _, nm in samples], ["hazy"] + [SHORT[v] for v in VARIANTS])))
+display(Markdown(plotting.shown_psnr(grid, row_titles, ["hazy"] + [SHORT[v] for v in VARIANTS])))
 
 # %% [markdown]
 # ## 8 · The abstract's claims against ours
@@ -552,41 +442,13 @@ display(Markdown(plotting.shown_psnr(grid, [nm for _, _, nm in samples], ["hazy"
 # "Beats" is judged on PSNR and on SSIM separately. CUT comes from notebook 02's per-seed results,
 # usable only when they exist at this size and were scored on the same test images.
 
-# %%
-verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
-
-
-def pm(half, fmt):
-    return f"± {half:{fmt}}" if np.isfinite(half) else "(one seed: no interval)"
-
-
-# ours and, when notebook 02 wrote them, its CUT runs (variant "cut"), so every claim is one paired difference
-with_cut = pd.concat([runs, cut.per_seed.reset_index().assign(variant="cut")] if cut.paired else [runs])
-
-
-def paired(a, b, col):
-    """Mean of col[a] − col[b] over the seeds both have, its 95 % t half-width, and the number of seeds."""
-    return dstats.paired_difference(with_cut, "variant", a, b, col)
-
-
 # %% [markdown]
-# Each judged claim goes into two tables: `claims`, one row per claim, and `claims_long`, one row per claim
-# and metric (read by notebook 90).
+# Each judged claim goes into two tables (`dehazelab.cddgan_results.AblationClaims`): `claims`, one row per
+# claim, and `claims_long`, one row per claim and metric (read by notebook 90).
 
 # %%
-claims = []
-long = dstats.ClaimsTable(paper="CDD-GAN (ECCV'22, reconstruction)", notebook="03_cddgan")
 setting = f"ngf {method_kwargs['cddgan'].get('ngf')}, {steps} iterations"
-
-
-def add_claim(claim, evidence, difference, a, b):
-    """Judge ``a`` − ``b`` on PSNR and on SSIM (paired by seed) and add the claim to both tables."""
-    (d, h, n), (ds, hs, _) = paired(a, b, "psnr"), paired(a, b, "ssim")
-    long.add(claim, evidence, difference, "PSNR", "dB", d, h, n, setting=setting)
-    long.add(claim, evidence, difference, "SSIM", "", ds, hs, n, setting=setting)
-    claims.append((claim, evidence, difference, n, f"PSNR {d:+.2f} dB {pm(h, '.2f')}; SSIM {ds:+.4f} {pm(hs, '.4f')}",
-                   f"PSNR: {verdict(d, h)}; SSIM: {verdict(ds, hs)}"))
-
+claims = cddgan_results.AblationClaims(runs, cut, setting)  # ours, and notebook 02's CUT runs when paired (variant "cut")
 
 # %% [markdown]
 # The abstract's three claims within our ablation.
@@ -597,29 +459,20 @@ for claim, evidence, a, b in [
     ("unpaired clear exemplars help", "abstract: clear exemplars enhance task-relevant factors", "cddgan_exemplars", "cddgan"),
     ("CDD-GAN beats CycleGAN on unpaired dehazing", "abstract: better than unpaired baselines (tables unreachable)", "cddgan", "cyclegan"),
 ]:
-    add_claim(claim, evidence, f"{SHORT[a]} − {SHORT[b]}", a, b)
+    claims.add(claim, evidence, f"{SHORT[a]} − {SHORT[b]}", a, b)
 
 # %% [markdown]
 # Against notebook 02's CUT — only when its per-seed scores exist at this size, on the same test images.
 
 # %%
-cut_claim = ("CDD-GAN beats CUT on unpaired dehazing", "abstract: better than unpaired baselines (tables unreachable)",
-             "CDD-GAN − CUT (notebook 02)")
-if cut.paired and set(cut.per_seed.index) & set(seeds):
-    add_claim(*cut_claim, "cddgan", "cut")
-elif cut.row is not None:
-    why = ("other test images" if not cut.same_test_images else "no per-seed results (runs_per_seed.csv)"
-           if cut.per_seed is None else "no common seeds")
-    claims.append((*cut_claim, 0, f"notebook 02's CUT is not paired with ours ({why})", "undetermined"))
-else:
-    claims.append((*cut_claim, 0, f"notebook 02's results at size {size!r}: {cut.status}", "undetermined (no CUT row)"))
+claims.add_cut("CDD-GAN beats CUT on unpaired dehazing", "abstract: better than unpaired baselines (tables unreachable)",
+               "CDD-GAN − CUT (notebook 02)", "cddgan", seeds, size)  # or a row saying why it cannot be judged
 
 # %% [markdown]
 # The verdicts, written as `claims` (one row per claim) and `claims_long` (one per claim and metric).
 
 # %%
-claims_df = pd.DataFrame(claims, columns=["claim", "paper's evidence", "difference", "paired seeds",
-                                          "ours (difference, 95% CI)", "at this size"])
+claims_df, long = claims.frame(), claims.long
 io.write_table(claims_df, OUT / "claims")
 io.write_table(long.frame(), OUT / "claims_long")  # read by notebook 90
 with pd.option_context("display.max_colwidth", 120):
@@ -631,16 +484,8 @@ with pd.option_context("display.max_colwidth", 120):
 
 # %%
 display(Markdown(workbook.held_summary_long(long.frame())))
-best = ablation[ablation.source == "trained here"].sort_values("PSNR").iloc[-1]
-display(Markdown(f"* **Quality**: the best row, {best.row}, {best.PSNR:.2f} dB / SSIM {best.SSIM:.3f} against the "
-                 f"hazy input's {refs['hazy input']['psnr']:.2f} dB / {refs['hazy input']['ssim']:.3f} and DCP's "
-                 f"{refs['DCP']['psnr']:.2f} dB / {refs['DCP']['ssim']:.3f}."))
-# the floor of an unpaired method (dehazelab.floors): hazy + 2 dB, SSIM above the hazy input's, ΔE at most its
-floors = [(r["row"], *check("unpaired", {"psnr": r["PSNR"], "ssim": r["SSIM"], "delta_e": r["ΔE"]}, refs["hazy input"]))
-          for r in ablation[ablation.source == "trained here"].to_dict("records")]
-display(Markdown(f"* **Quality floor** (hazy input + 2 dB, SSIM above the hazy input's, ΔE at most its): met by "
-                 f"{sum(m == 'met' for _, m, _ in floors)} of {len(floors)} rows — "
-                 + "; ".join(f"{row}: {m}" + (f" ({why})" if why else "") for row, m, why in floors) + "."))
+for bullet in cddgan_results.quality_summary(ablation, refs):  # the best row; the unpaired floor (dehazelab.floors)
+    display(Markdown(bullet))
 
 # %% [markdown]
 # Why we think so. Everything here rests on assumptions (§1): the loss weights, what a positive is,
@@ -662,8 +507,8 @@ display(Markdown(f"* **Quality floor** (hazy input + 2 dB, SSIM above the hazy i
 
 # %%
 cdd_seed0 = methods_seed0["cddgan"]
-weights_path = export_weights(cdd_seed0.dehazer(), cdd_seed0.model_spec(), OUT / f"cddgan_{size}.pt")
-reloaded = load_model("cddgan", weights_path, device=device)
+weights_path = inference.export_weights(cdd_seed0.dehazer(), cdd_seed0.model_spec(), OUT / f"cddgan_{size}.pt")
+reloaded = inference.load_model("cddgan", weights_path, device=device)
 x = test_set[0]["hazy"][None].to(device)
 with torch.no_grad():
     assert torch.allclose(reloaded(x), cdd_seed0.dehazer().eval()(x), atol=1e-5)
@@ -674,18 +519,13 @@ assert weights_path.stat().st_size <= 5 * 2**20, weights_path.stat().st_size
 # Everything above in one file, `metrics.json` (read by the reference check and notebook 90).
 
 # %%
-metrics = {
-    "notebook": "03_cddgan", "size": size, "reconstruction": True,
-    "paper_numbers": None, "paper_numbers_note": "CDD-GAN's tables were not reachable; no paper numbers are quoted",
-    "data": nb.data_used, "seeds": seeds, "steps": steps, "variants": list(VARIANTS),
-    "method_kwargs": method_kwargs, "schedule": schedule, "hazy_input": hazy_ref,
-    "cut_reference": cut_ref, "total_train_s": total_train_s, "runs_dir": str(druns.runs_dir(size)), "runs": {f"{g.variant}/seed{g.seed}": g.id for g in GRID},
-    "tables": {"ablation": ablation.to_dict("records"), "feature_eta2": feature_df.to_dict("records"),
-               "negatives_origin": origin.to_dict("records"), "negatives_hardness": hardness,
-               "assumptions": assumptions.to_dict("records")},
-    "claims": claims_df.to_dict("records"),
-    "weights": weights_path.name,
-}
+metrics = notebook_metrics.collect(  # + notebook, size, data used, seeds; every table as a list of rows
+    nb, reconstruction=True, paper_numbers=None,
+    paper_numbers_note="CDD-GAN's tables were not reachable; no paper numbers are quoted", steps=steps,
+    variants=list(VARIANTS), method_kwargs=method_kwargs, schedule=schedule, hazy_input=hazy_ref, cut_reference=cut_ref,
+    total_train_s=total_train_s, runs_dir=str(druns.runs_dir(size)), runs={f"{g.variant}/seed{g.seed}": g.id for g in GRID},
+    tables={"ablation": ablation, "feature_eta2": feature_df, "negatives_origin": origin, "negatives_hardness": hardness,
+            "assumptions": assumptions}, claims=claims_df, weights=weights_path.name)
 io.write_json(OUT / "metrics.json", metrics)
 print(sorted(p.name for p in OUT.iterdir()))
 assert f"cddgan_{size}.pt" in {p.name for p in OUT.iterdir()}

@@ -99,25 +99,17 @@ demo_patch = 48  # patch side in the pictures (full-resolution images)
 demo_k = 3  # bright / dark patches shown per image
 
 # %%
-import math
 import shutil
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
-import yaml
 from IPython.display import Markdown, display
 
-import dehazelab.losses.iicl as iicl_losses
-import dehazelab.models.iicl as iicl_models
-import dehazelab.models.prm as prm_module
-from dehazelab import curves as dcurves, io, paths, plotting, workbook
-from dehazelab import tables as T
-from dehazelab import patches as P
-from dehazelab import stats as dstats
+from dehazelab import (assemble, curves as dcurves, iicl_figures, iicl_results, iicl_setup, io, patches as P, paths,
+                       plotting, qualitative, unpaired_runs, workbook)
 from dehazelab.data.datasets import load_benchmark
-from dehazelab.floors import check
+from dehazelab.models import iicl as iicl_models
 from dehazelab.models.dcp import dehaze_dcp
 from dehazelab.runs.grids import IICL_MODEL
 from dehazelab.runs.grids import IICL_VARIANTS as VARIANTS
@@ -144,28 +136,8 @@ print(f"train: {train_bm.source}, {len(train_bm.pairs)} pairs; test: {len(test_p
 # reconstruction (`config/full.yaml`).
 
 # %%
-FULL = (yaml.safe_load((paths.ROOT / "config" / "full.yaml").read_text())["notebooks"].get("04_iicl") or {})
-setup_df = pd.DataFrame([
-    ("training data", "unknown ('the dehazing benchmark')", "RESIDE ITS, 13,990 pairs (target; not wired yet)",
-     f"{train_bm.source}: {len(train_bm.pairs)} pairs (scenes 1400-1429)"),
-    ("test data", "unknown (presumably SOTS)", "SOTS-indoor, 500 pairs (target; full.yaml scores every test pair)",
-     f"{len(test_pairs)} pairs of the unseen scenes 1430-1439, full resolution"),
-    ("backbones (ARM)", "'various dehazing models'", "AECR-Net, AOD-Net", ", ".join(backbones)),
-    ("AECR-Net width ngf", "unknown", str(FULL.get("ngf", "")), str(ngf)),
-    ("PRM width", "unknown ('efficient')", str(FULL.get("prm_width", "")), str(prm_width)),
-    ("training crop", "unknown", str(FULL.get("crop", "")), str(crop)),
-    ("batch", "unknown", str(FULL.get("batch_size", "")), str(batch_size)),
-    ("backbone trained with L1 first", "no (unknown)", f"{FULL.get('steps', '')} steps",
-     f"{steps:,} steps at {lr:g} (AOD-Net: {aod_steps:,} at {aod_lr:g}), shared with notebook 01"),
-    ("PRM warm-up steps", "unknown", str(FULL.get("warmup_steps", "")), str(warmup_steps)),
-    ("steps of every variant", "unknown", str(FULL.get("finetune_steps", "")), f"{finetune_steps:,} (fine-tune)"),
-    ("learning rate (Adam, cosine)", "unknown", f"{FULL.get('finetune_lr', '')}", f"{finetune_lr:g}"),
-    ("intra patches (side, k per group)", "unknown", f"{FULL.get('intra_patch', '')}, {FULL.get('intra_k', '')}",
-     f"{intra_patch}, {intra_k}"),
-    ("test images per run", "unknown", "all" if FULL.get("max_test_images", 1) == 0 else str(FULL.get("max_test_images", "")),
-     str(len(test_pairs))),
-    ("seeds", "unknown", str(len(FULL.get("seeds", []))), str(len(seeds))),
-], columns=["setting", "IICL paper", "paper-scale run of this reconstruction (config/full.yaml)", "this run"])
+FULL = assemble.configured("full").get("04_iicl") or {}  # this notebook's section of config/full.yaml
+setup_df = iicl_setup.settings_table(nb.params, FULL, train_bm.source, len(train_bm.pairs), len(test_pairs))
 display(Markdown(io.format_table(setup_df)))
 
 # %% [markdown]
@@ -175,38 +147,11 @@ display(Markdown(io.format_table(setup_df)))
 # docstrings; the table below is read from those docstrings (so it cannot drift from the code),
 # followed by the choices this notebook makes. *Source*: **abstract** = stated in the abstract;
 # **methods.md §4.3 rec. n** = recommendation n of the project's method spec for a transparent
-# reconstruction; **our choice** = neither. (`dehazelab.tables.tagged_assumptions` reads the tagged
-# bullets of a module's docstring.)
+# reconstruction; **our choice** = neither. (`dehazelab.iicl_setup.assumptions_table` reads the tagged
+# bullets of the modules' docstrings, then adds this notebook's own choices, which name its parameters.)
 
 # %%
-assumptions = (T.tagged_assumptions(prm_module, "PRM (dehazelab/models/prm.py)")
-               + T.tagged_assumptions(iicl_models, "PRM -> ARM (dehazelab/models/iicl.py)")
-               + T.tagged_assumptions(iicl_losses, "losses (dehazelab/losses/iicl.py)"))
-assumptions += [
-    ("this notebook", "methods.md §4.3 rec. 6",
-     "Two ARM backbones of different kinds (AECR-Net, an FFA-style autoencoder; AOD-Net, a 1,761-parameter "
-     "ASM-based CNN), each as backbone alone / + PRM / + IICL / + PRM + IICL, PSNR/SSIM on SOTS-indoor."),
-    ("this notebook", "our choice",
-     f"Every variant starts from its backbone trained with L1 alone ({steps:,} steps for AECR-Net, {aod_steps:,} "
-     f"for AOD-Net: notebook 01's runs) and trains {finetune_steps:,} steps at lr {finetune_lr:g}; the PRM and its "
-     "input adapter start from their seeded initialisation (the adapter passes J0 through)."),
-    ("this notebook", "our choice",
-     f"Progressive training = two trainer runs: {warmup_steps} PRM-only warm-up steps (ARM frozen, loss "
-     f"L1(J0, J)), then {finetune_steps} joint steps (fresh Adam and cosine schedule). Variants without a PRM get "
-     "the same joint steps and no warm-up, so the +PRM variants see the PRM-only steps in addition."),
-    ("this notebook", "our choice",
-     "'+ IICL' without a PRM = the backbone with the inter (negative: hazy input only) and intra terms; "
-     "'+ PRM' = the PRM -> ARM network with L1 + lambda_prm L1(J0, J), no contrast."),
-    ("this notebook", "our choice",
-     f"Intra patches in the {crop}x{crop} training crops: side {intra_patch}, k = {intra_k} per "
-     f"group, selected by {intra_by} of the hazy crop (every crop is one 'image' of the intra contrast)."),
-    ("this notebook", "our choice",
-     "Same seed = the same L1-trained backbone weights, the same data order and crops in the joint stage: "
-     "differences between variants are paired by seed."),
-    ("this notebook", "our choice",
-     "Metrics: scikit-image PSNR/SSIM (RGB, data range 1) on full test images, output clamped to [0, 1]."),
-]
-assumptions_df = pd.DataFrame(assumptions, columns=["component", "source", "assumption"])
+assumptions_df = iicl_setup.assumptions_table(nb.params)  # the modules' tagged bullets, then this notebook's own
 print(assumptions_df.source.value_counts().to_string())
 display(Markdown(io.format_table(assumptions_df.replace(r"\|", r"\\|", regex=True))))
 # written to assumptions.csv in §3, with the VGG-19 the runs used
@@ -319,45 +264,25 @@ display(Markdown(
 # trains the missing runs here, in the kernel, and stores them there.
 
 # %%
-BACKBONE_LABEL = {"aecrnet": f"AECR-Net (ngf {ngf})", "aodnet": "AOD-Net"}
-NO_VGG = "— (no contrastive term)"
-
+LABELS = iicl_results.backbone_labels(backbones, ngf)  # how tables and figures name each backbone
 grid_runs = nb.runs()  # read, or trained here when missing (the L1 base runs first: notebook 01's)
-runs = grid_runs.table()  # one row per run; variant "<backbone>/<variant>"
-runs[["backbone", "variant"]] = runs.variant.str.split("/", n=1, expand=True)
-runs = runs[runs.variant != "L1 base"]  # the starting points: drawn in the learning curves below
-runs = runs.rename(columns={"psnr_j0": "psnr_j0_warmup", "ssim_j0": "ssim_j0_warmup",
-                            "sec_per_step": "s_per_step"})
-for col in ("psnr_j0_warmup", "ssim_j0_warmup", "s_per_step"):
-    runs[col] = runs[col].astype(float)
-runs["s_per_step"] = runs.s_per_step.fillna(runs.train_s / steps)  # median of the logged s/step, else the mean
-tuned = [(g, r) for g, r in grid_runs if not g.variant.endswith("/L1 base")]
-runs["vgg_used"] = [r.summary.get("vgg") if VARIANTS[v]["iicl"] else NO_VGG  # the VGG-19 each run recorded
-                    for (_, r), v in zip(tuned, runs.variant)]
+runs = iicl_results.runs_table(grid_runs, steps)  # one row per fine-tune; the L1 base runs start the curves below
 run_ids = {f"{g.variant} seed {g.seed}": r.id for g, r in grid_runs}
-runs = runs[["backbone", "variant", "seed", "psnr", "ssim", "delta_e", "n_test", "psnr_j0_warmup", "ssim_j0_warmup", "params",
-             "warmup_s", "train_s", "eval_s", "s_per_step", "vgg_used"]]
 io.write_table(runs, OUT / "runs_per_seed")
-for g, r in grid_runs:  # the runs were scored on this notebook's test images
-    assert list(r.per_image.name.astype(str)) == [p.name for p in test_pairs], f"{r.id}: other test images"
+unpaired_runs.check_scored_on(grid_runs, test_pairs)  # every run was scored on this notebook's test images
 
 # %% [markdown]
 # Each run's scores and timings, its loss histories, and the first seed's networks for the pictures below.
 
 # %%
-histories, models_seed0 = {}, {}
-for g, r in tuned:
-    bb, variant = g.variant.split("/", 1)
-    histories[(bb, variant, g.seed)] = (r.history, r.warmup_history)
+histories = iicl_results.histories(grid_runs)  # (backbone, variant, seed) -> (history, warm-up history)
 print(f"every run's scores and timings: {OUT / 'runs_per_seed.csv'}")
-for bb in backbones:
-    for variant in VARIANTS:
-        models_seed0[(bb, variant)] = grid_runs.first(f"{bb}/{variant}").model(device=str(device))
+models_seed0 = iicl_results.first_seed_models(grid_runs, backbones, device)  # (backbone, variant) -> network
 total_s = float(runs[["warmup_s", "train_s", "eval_s"]].sum().sum())
 print(f"all {len(runs)} runs: {total_s:.0f} s of training and scoring")
 for bb in backbones:
     n = {v: int(runs[(runs.backbone == bb) & (runs.variant == v)].params.iloc[0]) for v in ("backbone", "+ PRM")}
-    print(f"{BACKBONE_LABEL[bb]}: backbone {n['backbone']:,} parameters; with PRM + adapter "
+    print(f"{LABELS[bb]}: backbone {n['backbone']:,} parameters; with PRM + adapter "
           f"{n['+ PRM']:,} (+{n['+ PRM'] - n['backbone']:,})")
 
 # %% [markdown]
@@ -381,20 +306,8 @@ nb.write_config(vgg_used=VGG_USED)
 # chance level is ln(k + 2).
 
 # %%
-fig, axes = plt.subplots(1, len(backbones), figsize=(6.5 * len(backbones), 3.3), squeeze=False)
-for ax, bb in zip(axes[0], backbones):
-    hist, hist_w = histories[(bb, "+ PRM + IICL", seeds[0])]
-    off = 0
-    if hist_w is not None:
-        ax.plot(hist_w["step"], hist_w["loss_prm_l1"], "k--", label="warm-up: L1(J0, J)")
-        off = int(hist_w["step"].max())
-    for col, label in (("loss_prm_l1", "L1(J0, J)"), ("loss_l1", "L1(out, J)"), ("loss_cr", "CR (inter)"),
-                       ("loss_intra", "intra InfoNCE")):
-        if col in hist:
-            ax.plot(hist["step"] + off, hist[col], label=label)
-    ax.axhline(math.log(intra_k + 2), color="gray", lw=0.8, ls=":", label="ln(k+2): intra at chance")
-    ax.set(title=f"{BACKBONE_LABEL[bb]}, + PRM + IICL", xlabel="step (warm-up, then joint)", yscale="log")
-    ax.legend(fontsize=7)
+full_runs = {f"{label}, + PRM + IICL": histories[(bb, "+ PRM + IICL", seeds[0])] for bb, label in LABELS.items()}
+fig = iicl_figures.plot_training_losses(full_runs, intra_k)  # the warm-up dashed, then the joint stage's terms
 plotting.savefig(fig, OUT / "fig_training.png")
 plt.show()
 
@@ -407,27 +320,12 @@ plt.show()
 # %%
 # the references: the hazy input itself and DCP, scored on the same test images (PSNR, SSIM, ΔE)
 refs = {"hazy input": nb.scores(lambda im: im), "DCP": nb.scores(lambda im: dehaze_dcp(im)[0])}
-rows = [{"backbone": "—", "variant": k, "seeds": 0, "PSNR": v["psnr"], "SSIM": v["ssim"], "ΔE": v["delta_e"],
-         "vgg_used": NO_VGG} for k, v in refs.items()]
 
 # %% [markdown]
 # The table: the references, then each backbone's four variants and the PRM's own J₀ after its warm-up.
 
 # %%
-SCORES = {"psnr": "PSNR", "ssim": "SSIM", "delta_e": "ΔE"}
-J0 = "PRM alone (J₀ after warm-up)"  # the PRM's own restoration after its warm-up, before the ARM trains with it
-for bb in backbones:
-    sel = runs[runs.backbone == bb]
-    extra = sel.groupby("variant").agg(**{"#params": ("params", "first"), "s/step (joint)": ("s_per_step", "mean"),
-                                          "warm-up s": ("warmup_s", "mean"), "vgg_used": ("vgg_used", "first")})
-    rows += dstats.seed_summary(sel, "variant", VARIANTS, SCORES).join(extra, on="variant").assign(
-        backbone=BACKBONE_LABEL[bb]).to_dict("records")
-    j0 = sel[sel.variant == "+ PRM"].assign(variant=J0)
-    if len(j0) and j0.psnr_j0_warmup.notna().all():
-        rows += dstats.seed_summary(j0, "variant", [J0], {"psnr_j0_warmup": "PSNR", "ssim_j0_warmup": "SSIM"}).assign(
-            backbone=BACKBONE_LABEL[bb], vgg_used=NO_VGG).to_dict("records")
-table = pd.DataFrame(rows)
-table.insert(2, "test images", len(test_pairs))
+table = iicl_results.results_table(runs, refs, LABELS, len(test_pairs))  # mean ± 95 % CI over seeds
 io.write_table(table, OUT / "table_iicl")
 display(table[["backbone", "variant", "seeds", "PSNR", "PSNR ±95%", "SSIM", "ΔE"]].round(3))  # all columns: table_iicl.csv
 
@@ -440,13 +338,13 @@ display(table[["backbone", "variant", "seeds", "PSNR", "PSNR ±95%", "SSIM", "Δ
 # %%
 fig, axes = plt.subplots(len(backbones), 3, figsize=(14, 3.6 * len(backbones)), squeeze=False)
 curve_text = []
-for ax_row, bb in zip(axes, backbones):
+for ax_row, (bb, label) in zip(axes, LABELS.items()):
     base_curves = {sd: grid_runs.run(f"{bb}/L1 base", sd).curve() for sd in seeds}
-    curves = {f"{BACKBONE_LABEL[bb]}, L1": list(base_curves.values())}
+    curves = {f"{label}, L1": list(base_curves.values())}
     for v in VARIANTS:
         curves[v] = [dcurves.continued(grid_runs.run(f"{bb}/{v}", sd).curve(), base_curves[sd]) for sd in seeds]
-    dcurves.plot_learning_curves(curves, refs, title=BACKBONE_LABEL[bb], axes=ax_row)
-    curve_text.append(f"**{BACKBONE_LABEL[bb]}**\n\n" + dcurves.describe(curves, refs))
+    dcurves.plot_learning_curves(curves, refs, title=label, axes=ax_row)
+    curve_text.append(f"**{label}**\n\n" + dcurves.describe(curves, refs))
 plotting.savefig(fig, OUT / "fig_learning_curves.png")
 plt.show()
 display(Markdown("\n\n".join(curve_text)))
@@ -455,18 +353,7 @@ display(Markdown("\n\n".join(curve_text)))
 # Each variant against its backbone alone, paired by seed (same seed = same initialisation, data and crops).
 
 # %%
-def paired(bb, a, b, metric):
-    """Mean metric(a) − metric(b) over seeds (same seed = same init, data and crops) and its 95 % t half-width."""
-    return dstats.paired_difference(runs, "variant", a, b, metric, where={"backbone": bb})[:2]
-
-
-diff_rows = []
-for bb in backbones:
-    for variant in ("+ PRM", "+ IICL", "+ PRM + IICL"):
-        (dp, hp), (ds, hs) = (paired(bb, variant, "backbone", m) for m in ("psnr", "ssim"))
-        diff_rows.append({"backbone": BACKBONE_LABEL[bb], "variant − backbone": variant, "ΔPSNR": dp, "ΔPSNR ±95%": hp,
-                          "ΔSSIM": ds, "ΔSSIM ±95%": hs, "seeds": len(seeds), "vgg_used": VGG_USED})
-diffs = pd.DataFrame(diff_rows)
+diffs = iicl_results.differences_table(runs, LABELS, len(seeds), VGG_USED)  # ΔPSNR, ΔSSIM and their 95 % CIs
 io.write_table(diffs, OUT / "table_differences")
 display(diffs.round(4))
 
@@ -474,7 +361,7 @@ display(diffs.round(4))
 # The same means and intervals as a figure, the hazy input as the dotted line.
 
 # %%
-fig = plotting.plot_variant_means(table, {bb: BACKBONE_LABEL[bb] for bb in backbones}, list(VARIANTS),
+fig = plotting.plot_variant_means(table, LABELS, list(VARIANTS),
                                   hazy=table[table.variant == "hazy input"].iloc[0], n_seeds=len(seeds))
 plotting.savefig(fig, OUT / "fig_results.png")
 plt.show()
@@ -499,24 +386,15 @@ plt.show()
 # PRM's own first restoration J₀ of the full variant.
 
 # %%
-samples = [(n, P.fit(h, 320), None if c is None else P.fit(c, 320)) for n, h, c in demo]  # display size
-with torch.no_grad():
-    for bb in backbones:
-        grid, titles = [], []
-        for name, hz, cl in samples:
-            x = hz[None].to(device)
-            full = models_seed0[(bb, "+ PRM + IICL")]
-            row = [hz, full.forward_all(x)["j0"].clamp(0, 1)[0].cpu()]
-            row += [models_seed0[(bb, v)](x).clamp(0, 1)[0].cpu() for v in VARIANTS]
-            row.append(cl)
-            grid.append(row)
-            titles.append(name)
-        fig = plotting.image_grid(grid, row_titles=titles,
-                                  col_titles=["hazy", "J0 (PRM, full variant)"] + list(VARIANTS) + ["ground truth"])
-        fig.suptitle(BACKBONE_LABEL[bb], y=1.01)
-        plotting.savefig(fig, OUT / f"fig_qualitative_{bb}.png")
-        fig.set_dpi(60)  # the PNG above keeps savefig's resolution; a lighter inline copy keeps the executed notebook small
-        plt.show()
+samples = [(P.fit(h, 320), None if c is None else P.fit(c, 320), n) for n, h, c in demo]  # display size
+for bb, label in LABELS.items():
+    dehazers = iicl_figures.qualitative_dehazers(models_seed0, bb)  # first seed: J0 of the full variant, the four variants
+    grid, titles = qualitative.dehazed_rows(samples, dehazers, device)  # hazy | each dehazer | ground truth
+    fig = plotting.image_grid(grid, row_titles=titles, col_titles=["hazy", *dehazers, "ground truth"])
+    fig.suptitle(label, y=1.01)
+    plotting.savefig(fig, OUT / f"fig_qualitative_{bb}.png")
+    fig.set_dpi(60)  # the PNG above keeps savefig's resolution; a lighter inline copy keeps the executed notebook small
+    plt.show()
 
 # %% [markdown]
 # ## 5 · The paper's claims against ours
@@ -529,36 +407,19 @@ with torch.no_grad():
 # The paper gives no numbers we could reach, so no paper number appears.
 
 # %%
-verdict = dstats.verdict  # 'held' only when the paired 95 % interval excludes 0 in the claimed direction
 CLAIMS = [("+ PRM + IICL", "the framework (PRM + IICL) benefits the dehazing model"),
           ("+ PRM", "the progressive PRM -> ARM framework helps (component)"),
           ("+ IICL", "inter + intra contrastive learning helps (component)")]
 EVIDENCE = "abstract only: 'benefits various dehazing models'; no numbers available"
-claims = []
-for bb in backbones:
-    for variant, claim in CLAIMS:
-        (dp, hp), (ds, hs) = (paired(bb, variant, "backbone", m) for m in ("psnr", "ssim"))
-        claims.append({"claim": claim, "backbone": BACKBONE_LABEL[bb], "comparison": f"{variant} vs backbone",
-                       "paper's evidence": EVIDENCE,
-                       "ours: ΔPSNR (95% CI)": f"{dp:+.2f} dB ± {hp:.2f}", "at this size (PSNR)": verdict(dp, hp),
-                       "ours: ΔSSIM (95% CI)": f"{ds:+.4f} ± {hs:.4f}", "at this size (SSIM)": verdict(ds, hs),
-                       "detectable with these seeds": T.detectable_text(hp, len(seeds)),
-                       "seeds": len(seeds), "vgg_used": VGG_USED})
-claims_df = pd.DataFrame(claims)
+claims_df = iicl_results.claims_table(runs, LABELS, CLAIMS, EVIDENCE, len(seeds), VGG_USED)  # PSNR and SSIM verdicts
 io.write_table(claims_df, OUT / "claims")
 
 # %% [markdown]
 # The same differences in the project's long claims format, one row per claim and metric (read by notebook 90).
 
 # %%
-long = dstats.ClaimsTable(paper="IICL (ICASSP'23, reconstruction)", notebook="04_iicl")
-for bb in backbones:
-    for variant, claim in CLAIMS:
-        for metric, unit in (("PSNR", "dB"), ("SSIM", "")):
-            d_, h_ = paired(bb, variant, "backbone", metric.lower())
-            long.add(claim, EVIDENCE, f"{variant} − backbone", metric, unit, d_, h_, len(seeds),
-                     setting=f"{BACKBONE_LABEL[bb]}; VGG-19: {VGG_USED}")
-io.write_table(long.frame(), OUT / "claims_long")
+long = iicl_results.long_claims(runs, LABELS, CLAIMS, EVIDENCE, len(seeds), VGG_USED)  # per backbone, claim, metric
+io.write_table(long, OUT / "claims_long")
 
 # %% [markdown]
 # The claims table, and the abstract's claim over all backbones.
@@ -566,7 +427,7 @@ io.write_table(long.frame(), OUT / "claims_long")
 # %%
 with pd.option_context("display.max_colwidth", None):
     display(claims_df.drop(columns=["paper's evidence"]))
-various = [c["at this size (PSNR)"] for c in claims if c["comparison"].startswith("+ PRM + IICL")]
+various = list(claims_df.loc[claims_df.comparison.str.startswith("+ PRM + IICL"), "at this size (PSNR)"])
 print("'benefits various dehazing models' at this size:",
       "held for every backbone" if all(v == "held" for v in various) else
       f"held for {sum(v == 'held' for v in various)} of {len(various)} backbone(s)")
@@ -579,17 +440,8 @@ print("'benefits various dehazing models' at this size:",
 short = claims_df.assign(claim=claims_df.claim + " [" + claims_df.backbone + "]")
 display(Markdown(workbook.held_summary(short, None, VGG_USED, verdict_col="at this size (PSNR)",
                                        ours_col="ours: ΔPSNR (95% CI)")))
-full_rows = table[table.variant == "+ PRM + IICL"]
-dcp = refs["DCP"]
-lines = []
-FLOOR = {BACKBONE_LABEL["aecrnet"]: "headline", BACKBONE_LABEL["aodnet"]: "aodnet"}  # dehazelab.floors.KINDS
-for r in full_rows.to_dict("records"):  # headline: DCP + 1 dB and DCP's SSIM; aodnet: 19.5 dB and SSIM 0.80
-    kind = FLOOR[r["backbone"]]
-    met, why = check(kind, {"psnr": r["PSNR"], "ssim": r["SSIM"], "delta_e": r["ΔE"]}, refs["hazy input"], dcp)
-    lines.append(f"* **Quality**: {r['backbone']} + PRM + IICL {r['PSNR']:.2f} dB / SSIM {r['SSIM']:.3f} against DCP "
-                 f"{dcp['psnr']:.2f} dB / {dcp['ssim']:.3f}: {r['PSNR'] - dcp['psnr']:+.2f} dB, SSIM "
-                 f"{r['SSIM'] - dcp['ssim']:+.3f}; its quality floor ({kind}): {met}" + (f" ({why})." if why else "."))
-display(Markdown("\n".join(lines)))
+# headline floor (AECR-Net): DCP + 1 dB and DCP's SSIM; aodnet floor: 19.5 dB and SSIM 0.80 (dehazelab.floors)
+display(Markdown(iicl_results.quality_lines(table, refs, LABELS)))
 
 # %% [markdown]
 # Why we think so: every variant starts from the same L1-trained weights and trains the same steps, so
